@@ -1,0 +1,14 @@
+"""Every tenant-owned collection, registered under /api/v1/orgs/<org>/.
+
+Apps register here (config wires the apps; the apps don't import each other upward).
+The isolation test walks these routes, so a new registration is covered automatically.
+"""
+
+from rest_framework.routers import SimpleRouter
+
+from tenants.api.views import DepartmentViewSet, MembershipViewSet, ParticipantViewSet
+
+org_router = SimpleRouter()
+org_router.register("members", MembershipViewSet, basename="member")
+org_router.register("departments", DepartmentViewSet, basename="department")
+org_router.register("participants", ParticipantViewSet, basename="participant")

@@ -1,0 +1,2 @@
+# Connections, participant links, sync runs and quarantined records arrive with the
+# integrations issue (shared/design.md, "Data model").

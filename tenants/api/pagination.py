@@ -1,0 +1,8 @@
+from rest_framework.pagination import PageNumberPagination
+
+
+class StandardPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    # A cap keeps one request from reading a whole organization (OWASP API4).
+    max_page_size = 500
