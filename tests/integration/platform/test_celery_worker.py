@@ -38,12 +38,13 @@ def test_it_runs_a_task_on_a_real_worker_through_redis(redis_url, tmp_path, sett
 
 def test_it_runs_a_task_on_a_real_worker_through_the_filesystem_broker(tmp_path, settings):
     var_dir = tmp_path / "var"
-    queue, processed = var_dir / "broker" / "queue", var_dir / "broker" / "processed"
-    for folder in (queue, processed):
+    queue, processed, control = (var_dir / "broker" / name for name in ("queue", "processed", "control"))
+    for folder in (queue, processed, control):
         folder.mkdir(parents=True)
     cache_url = f"filecache://{tmp_path / 'cache'}"
     settings.CACHES = {"default": environ.Env.cache_url_config(cache_url)}
-    options = {"data_folder_in": str(queue), "data_folder_out": str(queue), "processed_folder": str(processed)}
+    options = {"data_folder_in": str(queue), "data_folder_out": str(queue), "processed_folder": str(processed),
+               "control_folder": str(control)}
     env = {"CELERY_BROKER_URL": "filesystem://", "PLATFORM_VAR_DIR": str(var_dir)}
     env_without_redis = {"REDIS_URL": "", **env}
     with Connection("filesystem://", transport_options=options) as broker:
