@@ -32,28 +32,28 @@ def assert_metrics(actual: dict, **expected):
             assert got == pytest.approx(want, rel=1e-12, abs=1e-12), f"{name}: {got} != {want}"
 
 
-UNDEFINED_WITHOUT_SLEEP = dict(
-    waso_min=NAN,
-    sme_pct=NAN,
-    sol_min=NAN,
-    sol_persistent_min=NAN,
-    lat_n1_min=NAN,
-    lat_n2_min=NAN,
-    lat_n3_min=NAN,
-    lat_rem_min=NAN,
-    rem_latency_min=NAN,
-    n1_pct=NAN,
-    n2_pct=NAN,
-    n3_pct=NAN,
-    rem_pct=NAN,
-    light_pct=NAN,
-    deep_pct=NAN,
-    nrem_pct=NAN,
-    fragmentation_index=NAN,
-    sleep_onset_offset_min=NAN,
-    sleep_offset_offset_min=NAN,
-    midsleep_offset_min=NAN,
-)
+UNDEFINED_WITHOUT_SLEEP = {
+    "waso_min": NAN,
+    "sme_pct": NAN,
+    "sol_min": NAN,
+    "sol_persistent_min": NAN,
+    "lat_n1_min": NAN,
+    "lat_n2_min": NAN,
+    "lat_n3_min": NAN,
+    "lat_rem_min": NAN,
+    "rem_latency_min": NAN,
+    "n1_pct": NAN,
+    "n2_pct": NAN,
+    "n3_pct": NAN,
+    "rem_pct": NAN,
+    "light_pct": NAN,
+    "deep_pct": NAN,
+    "nrem_pct": NAN,
+    "fragmentation_index": NAN,
+    "sleep_onset_offset_min": NAN,
+    "sleep_offset_offset_min": NAN,
+    "midsleep_offset_min": NAN,
+}
 
 
 class ScienceExamplesTests:
@@ -227,15 +227,43 @@ class SleepPeriodTests:
     @pytest.mark.parametrize(
         "hypno, expected",
         [
-            ([B], dict(tib_min=0.5, spt_min=0.5, tst_min=0.5, se_pct=100.0, sme_pct=100.0,
-                       sol_min=0.0, waso_min=0.0, n2_pct=100.0, fragmentation_index=0.0,
-                       sol_persistent_min=NAN, midsleep_offset_min=0.25)),
-            ([W], dict(tib_min=0.5, wake_min=0.5, tst_min=0.0, se_pct=0.0,
-                       **UNDEFINED_WITHOUT_SLEEP)),
-            ([X], dict(tib_min=0.5, nodata_min=0.5, tst_min=0.0, se_pct=0.0,
-                       **UNDEFINED_WITHOUT_SLEEP)),
-            ([R], dict(tst_min=0.5, rem_min=0.5, lat_rem_min=0.0, rem_latency_min=0.0,
-                       rem_pct=100.0, nrem_pct=0.0)),
+            (
+                [B],
+                {
+                    "tib_min": 0.5,
+                    "spt_min": 0.5,
+                    "tst_min": 0.5,
+                    "se_pct": 100.0,
+                    "sme_pct": 100.0,
+                    "sol_min": 0.0,
+                    "waso_min": 0.0,
+                    "n2_pct": 100.0,
+                    "fragmentation_index": 0.0,
+                    "sol_persistent_min": NAN,
+                    "midsleep_offset_min": 0.25,
+                },
+            ),
+            (
+                [W],
+                dict(tib_min=0.5, wake_min=0.5, tst_min=0.0, se_pct=0.0, **UNDEFINED_WITHOUT_SLEEP),
+            ),
+            (
+                [X],
+                dict(
+                    tib_min=0.5, nodata_min=0.5, tst_min=0.0, se_pct=0.0, **UNDEFINED_WITHOUT_SLEEP
+                ),
+            ),
+            (
+                [R],
+                {
+                    "tst_min": 0.5,
+                    "rem_min": 0.5,
+                    "lat_rem_min": 0.0,
+                    "rem_latency_min": 0.0,
+                    "rem_pct": 100.0,
+                    "nrem_pct": 0.0,
+                },
+            ),
         ],
     )
     def test_it_handles_one_epoch_nights(self, hypno, expected):
@@ -320,7 +348,9 @@ class AwakeningTests:
         "epoch_seconds, wake_epochs, long_ones",
         [(30, 10, 1), (30, 9, 0), (60, 5, 1), (60, 4, 0), (20, 15, 1), (20, 14, 0), (15, 20, 1)],
     )
-    def test_it_counts_awakenings_of_at_least_five_minutes(self, epoch_seconds, wake_epochs, long_ones):
+    def test_it_counts_awakenings_of_at_least_five_minutes(
+        self, epoch_seconds, wake_epochs, long_ones
+    ):
         hypno = [B, B] + [W] * wake_epochs + [B, W, B] + [W] * 30
         got = single_night_metrics(hypno, epoch_seconds)
         assert got["awakenings"] == 2

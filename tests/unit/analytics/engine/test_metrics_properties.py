@@ -28,8 +28,8 @@ def oracle(h: list[int], e: float) -> dict:
     """science.md §1 for one night, written plainly with Python lists."""
     n = len(h)
     sleep = [i for i, v in enumerate(h) if v > 0]
-    mins = lambda k: k * e / 60.0  # noqa: E731
-    count = lambda code: sum(1 for v in h if v == code)  # noqa: E731
+    mins = lambda k: k * e / 60.0
+    count = lambda code: sum(1 for v in h if v == code)
     st_ = {c: count(c) for c in range(6)}
     tst = sum(st_[c] for c in range(1, 6))
     out = {
@@ -56,8 +56,16 @@ def oracle(h: list[int], e: float) -> dict:
     out["fragmentation_index"] = transitions / (mins(tst) / 60.0) if tst else math.nan
     if not sleep:
         out.update(spt_min=0.0, awakenings=0, awakenings_5min=0)
-        for k in ("waso_min", "sme_pct", "sol_min", "sol_persistent_min", "rem_latency_min",
-                  "sleep_onset_offset_min", "sleep_offset_offset_min", "midsleep_offset_min"):
+        for k in (
+            "waso_min",
+            "sme_pct",
+            "sol_min",
+            "sol_persistent_min",
+            "rem_latency_min",
+            "sleep_onset_offset_min",
+            "sleep_offset_offset_min",
+            "midsleep_offset_min",
+        ):
             out[k] = math.nan
         return out
     first, last = sleep[0], sleep[-1]
@@ -123,8 +131,12 @@ def test_it_keeps_durations_consistent(nights, e):
     m = night_metrics_from_list(nights, e)
     stage_sum = m[["n1_min", "n2_min", "n3_min", "rem_min", "lt_min"]].sum(axis=1)
     np.testing.assert_allclose(stage_sum, m["tst_min"], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(m["wake_min"] + m["tst_min"] + m["nodata_min"], m["tib_min"], atol=1e-9)
-    np.testing.assert_allclose(m["light_min"] + m["deep_min"] + m["rem_min"], m["tst_min"], atol=1e-9)
+    np.testing.assert_allclose(
+        m["wake_min"] + m["tst_min"] + m["nodata_min"], m["tib_min"], atol=1e-9
+    )
+    np.testing.assert_allclose(
+        m["light_min"] + m["deep_min"] + m["rem_min"], m["tst_min"], atol=1e-9
+    )
     assert (m["tst_min"] <= m["spt_min"] + 1e-9).all()
     assert (m["spt_min"] <= m["tib_min"] + 1e-9).all()
     has_sleep = m["tst_min"] > 0

@@ -166,8 +166,12 @@ def compare_function(nights, seconds):
         for column, key in FUNCTION_KEYS.items():
             # exact up to float rounding of YASA's value / (60 * (1 / epoch_seconds))
             assert_close(row[column], theirs[key], what=f"night {i} {column}", tol=1e-9)
-        assert_close(row["rem_latency_min"], theirs["Lat_REM"] - theirs["SOL"],
-                     what=f"night {i} rem_latency", tol=1e-9)
+        assert_close(
+            row["rem_latency_min"],
+            theirs["Lat_REM"] - theirs["SOL"],
+            what=f"night {i} rem_latency",
+            tol=1e-9,
+        )
 
 
 def compare_hypnogram(nights, seconds, labels, n_stages, keys):
