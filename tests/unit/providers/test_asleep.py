@@ -51,8 +51,18 @@ def stat(**overrides):
     return values
 
 
-def report(stages, *, session_id="20250115025029_fvivn", state="COMPLETE", tz="UTC", start="2025-01-15T02:50:29+00:00",
-           end="2025-01-15T03:50:29+00:00", created_timezone="UTC", stat_value="default", **extra):
+def report(
+    stages,
+    *,
+    session_id="20250115025029_fvivn",
+    state="COMPLETE",
+    tz="UTC",
+    start="2025-01-15T02:50:29+00:00",
+    end="2025-01-15T03:50:29+00:00",
+    created_timezone="UTC",
+    stat_value="default",
+    **extra,
+):
     result = {
         "timezone": tz,
         "peculiarities": ["NO_BREATHING_STABILITY"],
@@ -105,20 +115,40 @@ def mock():
 
 class TestUsers:
     def test_it_creates_a_user(self, client, mock):
-        route = mock.post("/ai/v1/users").respond(201, json={"detail": "success", "result": {"user_id": USER}})
+        route = mock.post("/ai/v1/users").respond(
+            201, json={"detail": "success", "result": {"user_id": USER}}
+        )
         assert client.create_user({"birth_year": 1990, "gender": "female"}) == USER
         request = route.calls.last.request
         assert request.headers["x-api-key"] == KEY
         assert b'"birth_year":1990' in request.content.replace(b" ", b"")
 
     def test_it_gets_a_user_with_naive_session_times(self, client, mock):
-        mock.get(f"/ai/v1/users/{USER}").respond(200, json={"detail": "success", "result": {
-            "user_id": USER, "to_be_deleted": False,
-            "last_session_info": {"session_id": "20230630224117", "inference_type": "MELSPECTROGRAM",
-                                  "service": "NOSERVICE", "start_time": "2023-06-30T22:41:17",
-                                  "end_time": "2023-07-01T05:36:12", "state": "COMPLETE",
-                                  "complete_time": "2023-07-01T05:41:12"},
-            "metadata": {"birth_year": 2001, "gender": "male", "height": 178.6, "weight": 62.1}}})
+        mock.get(f"/ai/v1/users/{USER}").respond(
+            200,
+            json={
+                "detail": "success",
+                "result": {
+                    "user_id": USER,
+                    "to_be_deleted": False,
+                    "last_session_info": {
+                        "session_id": "20230630224117",
+                        "inference_type": "MELSPECTROGRAM",
+                        "service": "NOSERVICE",
+                        "start_time": "2023-06-30T22:41:17",
+                        "end_time": "2023-07-01T05:36:12",
+                        "state": "COMPLETE",
+                        "complete_time": "2023-07-01T05:41:12",
+                    },
+                    "metadata": {
+                        "birth_year": 2001,
+                        "gender": "male",
+                        "height": 178.6,
+                        "weight": 62.1,
+                    },
+                },
+            },
+        )
         user = client.get_user(USER)
         assert user.user_id == USER
         assert user.last_session_info.state == "COMPLETE"
@@ -136,13 +166,23 @@ class TestUsers:
 class TestListSessions:
     def test_it_sends_filters_paging_and_headers(self, client, mock):
         route = mock.get("/data/v1/sessions").respond(200, json=listing([list_item("a")]))
-        page = client.list_sessions(USER, date_gte=date(2025, 1, 1), date_lte=date(2025, 1, 31), limit=50,
-                                    timezone="Asia/Seoul")
+        page = client.list_sessions(
+            USER,
+            date_gte=date(2025, 1, 1),
+            date_lte=date(2025, 1, 31),
+            limit=50,
+            timezone="Asia/Seoul",
+        )
         request = route.calls.last.request
         assert request.headers["x-user-id"] == USER
         assert request.headers["timezone"] == "Asia/Seoul"
-        assert dict(request.url.params) == {"offset": "0", "limit": "50", "order_by": "ASC",
-                                            "date_gte": "2025-01-01", "date_lte": "2025-01-31"}
+        assert dict(request.url.params) == {
+            "offset": "0",
+            "limit": "50",
+            "order_by": "ASC",
+            "date_gte": "2025-01-01",
+            "date_lte": "2025-01-31",
+        }
         assert [s.session_id for s in page.items] == ["a"]
         assert page.items[0].start == datetime(2025, 1, 14, 18, 25, 18, tzinfo=timezone.utc)
         # 18:25 UTC is 03:25 next day in Seoul: the date filters' unit
@@ -154,10 +194,12 @@ class TestListSessions:
         assert page.has_more is False and page.next_cursor is None
 
     def test_it_asks_again_after_a_full_page_and_stops_on_an_empty_one(self, client, mock):
-        route = mock.get("/data/v1/sessions").mock(side_effect=[
-            httpx.Response(200, json=listing([list_item("a"), list_item("b")])),
-            httpx.Response(200, json=listing([])),
-        ])
+        route = mock.get("/data/v1/sessions").mock(
+            side_effect=[
+                httpx.Response(200, json=listing([list_item("a"), list_item("b")])),
+                httpx.Response(200, json=listing([])),
+            ]
+        )
         first = client.list_sessions(USER, limit=2)
         assert first.has_more is True and first.next_cursor == 2
         second = client.list_sessions(USER, limit=2, offset=first.next_cursor)
@@ -171,11 +213,15 @@ class TestListSessions:
     def test_it_quarantines_a_malformed_item_and_keeps_the_others(self, client, mock):
         broken = list_item("b")
         del broken["session_start_time"]
-        mock.get("/data/v1/sessions").respond(200, json=listing([list_item("a"), broken, list_item("c")]))
+        mock.get("/data/v1/sessions").respond(
+            200, json=listing([list_item("a"), broken, list_item("c")])
+        )
         page = client.list_sessions(USER)
         assert [s.session_id for s in page.items] == ["a", "c"]
         (bad,) = page.quarantined
-        assert bad.upstream_id == "b" and "session_start_time" in bad.reason and bad.payload == broken
+        assert (
+            bad.upstream_id == "b" and "session_start_time" in bad.reason and bad.payload == broken
+        )
 
     def test_it_accepts_unknown_extra_keys(self, client, mock):
         item = {**list_item("a"), "brand_new_field": {"x": 1}}
@@ -204,22 +250,37 @@ class TestGetSession:
 
     def test_it_maps_two_stage_sleep_to_light_and_leaves_the_plan_unknown(self, client, mock):
         two_stage_stat = stat(time_in_deep=None, time_in_rem=None)
-        mock.get("/data/v3/sessions/s2").respond(200, json=report([0, 1, 1, 0], session_id="s2",
-                                                                  end="2025-01-15T02:52:29+00:00",
-                                                                  stat_value=two_stage_stat))
+        mock.get("/data/v3/sessions/s2").respond(
+            200,
+            json=report(
+                [0, 1, 1, 0],
+                session_id="s2",
+                end="2025-01-15T02:52:29+00:00",
+                stat_value=two_stage_stat,
+            ),
+        )
         night = client.get_session(USER, "s2")
         assert night.stage_array().tolist() == [0, 5, 5, 0]
         assert night.upstream_stats["stage_plan"] == "unknown"
 
     def test_it_returns_none_while_the_session_is_not_complete(self, client, mock):
-        mock.get("/data/v3/sessions/open").respond(200, json=report(None, session_id="open", state="OPEN", end=None,
-                                                                    stat_value=None))
+        mock.get("/data/v3/sessions/open").respond(
+            200, json=report(None, session_id="open", state="OPEN", end=None, stat_value=None)
+        )
         assert client.get_session(USER, "open") is None
 
     def test_it_converts_to_utc_and_keeps_the_participant_timezone(self, client, mock):
-        route = mock.get("/data/v3/sessions/s3").respond(200, json=report(
-            [0, 1], session_id="s3", tz="Asia/Seoul", start="2025-01-15T11:50:29+09:00",
-            end="2025-01-15T11:51:29+09:00", created_timezone="Asia/Seoul"))
+        route = mock.get("/data/v3/sessions/s3").respond(
+            200,
+            json=report(
+                [0, 1],
+                session_id="s3",
+                tz="Asia/Seoul",
+                start="2025-01-15T11:50:29+09:00",
+                end="2025-01-15T11:51:29+09:00",
+                created_timezone="Asia/Seoul",
+            ),
+        )
         night = client.get_session(USER, "s3", timezone="Asia/Seoul")
         assert route.calls.last.request.headers["timezone"] == "Asia/Seoul"
         assert night.start == datetime(2025, 1, 15, 2, 50, 29, tzinfo=timezone.utc)
@@ -235,8 +296,9 @@ class TestGetSession:
         assert "unknown codes [7]" in str(excinfo.value)
 
     def test_it_rejects_percent_efficiency_from_the_skills_pack(self, client, mock):
-        mock.get("/data/v3/sessions/s5").respond(200, json=report([0, 1], session_id="s5",
-                                                                  stat_value=stat(sleep_efficiency=88.24)))
+        mock.get("/data/v3/sessions/s5").respond(
+            200, json=report([0, 1], session_id="s5", stat_value=stat(sleep_efficiency=88.24))
+        )
         with pytest.raises(UpstreamBadPayload, match="sleep_efficiency"):
             client.get_session(USER, "s5")
 
@@ -244,12 +306,17 @@ class TestGetSession:
 class TestIterSessions:
     def test_it_fetches_complete_nights_and_quarantines_bad_ones(self, client, mock):
         broken_item = {"state": "COMPLETE"}
-        mock.get("/data/v1/sessions").respond(200, json=listing([
-            list_item("good", start="2025-01-10T22:00:00+00:00"),
-            list_item("bad", start="2025-01-11T22:00:00+00:00"),
-            list_item("open", state="OPEN", start="2025-01-12T22:00:00+00:00"),
-            broken_item,
-        ]))
+        mock.get("/data/v1/sessions").respond(
+            200,
+            json=listing(
+                [
+                    list_item("good", start="2025-01-10T22:00:00+00:00"),
+                    list_item("bad", start="2025-01-11T22:00:00+00:00"),
+                    list_item("open", state="OPEN", start="2025-01-12T22:00:00+00:00"),
+                    broken_item,
+                ]
+            ),
+        )
         mock.get("/data/v3/sessions/good").respond(200, json=report([0, 1, 2], session_id="good"))
         mock.get("/data/v3/sessions/bad").respond(200, json=report([0, 9], session_id="bad"))
         open_route = mock.get("/data/v3/sessions/open")
@@ -261,12 +328,17 @@ class TestIterSessions:
         assert page.next_cursor == "2025-01-12"
 
     def test_it_deduplicates_a_session_repeated_across_pages(self, client, mock):
-        mock.get("/data/v1/sessions").mock(side_effect=[
-            httpx.Response(200, json=listing([list_item("a"), list_item("b")])),
-            httpx.Response(200, json=listing([list_item("b")])),  # drift: "b" slid into page 2
-        ])
+        mock.get("/data/v1/sessions").mock(
+            side_effect=[
+                httpx.Response(200, json=listing([list_item("a"), list_item("b")])),
+                httpx.Response(200, json=listing([list_item("b")])),  # drift: "b" slid into page 2
+            ]
+        )
         detail = mock.get(url__regex=r"/data/v3/sessions/(?P<sid>\w+)").mock(
-            side_effect=lambda request, sid: httpx.Response(200, json=report([0, 1], session_id=sid)))
+            side_effect=lambda request, sid: httpx.Response(
+                200, json=report([0, 1], session_id=sid)
+            )
+        )
         pages = list(client.iter_sessions(USER, page_size=2))
         assert [s.upstream_id for p in pages for s in p.items] == ["a", "b"]
         assert detail.call_count == 2
@@ -277,16 +349,44 @@ class TestAverageStats:
     def test_it_splits_a_long_range_into_calls_of_at_most_100_days(self, client, mock):
         def answer(request):
             p = request.url.params
-            return httpx.Response(200, json={"detail": "OK", "result": {
-                "period": {"timezone": "UTC", "start_date": p["start_date"], "end_date": p["end_date"]},
-                "peculiarities": [], "average_stats": {"start_time": "23:54:01", "end_time": "07:28:03",
-                                                       "sleep_time": "00:10:30", "wake_time": "07:17:44",
-                                                       "sleep_efficiency": 0.864, "time_in_bed": 16381},
-                "never_slept_sessions": [], "slept_sessions": [{"id": "x1", "created_timezone": "UTC"}]}})
+            return httpx.Response(
+                200,
+                json={
+                    "detail": "OK",
+                    "result": {
+                        "period": {
+                            "timezone": "UTC",
+                            "start_date": p["start_date"],
+                            "end_date": p["end_date"],
+                        },
+                        "peculiarities": [],
+                        "average_stats": {
+                            "start_time": "23:54:01",
+                            "end_time": "07:28:03",
+                            "sleep_time": "00:10:30",
+                            "wake_time": "07:17:44",
+                            "sleep_efficiency": 0.864,
+                            "time_in_bed": 16381,
+                        },
+                        "never_slept_sessions": [],
+                        "slept_sessions": [{"id": "x1", "created_timezone": "UTC"}],
+                    },
+                },
+            )
+
         route = mock.get(f"/data/v1/users/{USER}/average-stats").mock(side_effect=answer)
-        snapshots = client.average_stats(USER, start_date=date(2025, 1, 1), end_date=date(2025, 9, 7))
-        ranges = [(c.request.url.params["start_date"], c.request.url.params["end_date"]) for c in route.calls]
-        assert ranges == [("2025-01-01", "2025-04-10"), ("2025-04-11", "2025-07-19"), ("2025-07-20", "2025-09-07")]
+        snapshots = client.average_stats(
+            USER, start_date=date(2025, 1, 1), end_date=date(2025, 9, 7)
+        )
+        ranges = [
+            (c.request.url.params["start_date"], c.request.url.params["end_date"])
+            for c in route.calls
+        ]
+        assert ranges == [
+            ("2025-01-01", "2025-04-10"),
+            ("2025-04-11", "2025-07-19"),
+            ("2025-07-20", "2025-09-07"),
+        ]
         assert "x-user-id" not in route.calls.last.request.headers
         first = snapshots[0]
         assert first.average_stats["start_time"] == "23:54:01"
@@ -295,22 +395,47 @@ class TestAverageStats:
         assert first.slept_session_ids == ("x1",)
 
     def test_it_refuses_a_clock_time_that_is_not_hh_mm_ss(self, client, mock):
-        mock.get(f"/data/v1/users/{USER}/average-stats").respond(200, json={"detail": "OK", "result": {
-            "period": {"timezone": "UTC", "start_date": "2025-01-01", "end_date": "2025-01-05"},
-            "average_stats": {"start_time": "2025-01-01T02:54:01"}}})
+        mock.get(f"/data/v1/users/{USER}/average-stats").respond(
+            200,
+            json={
+                "detail": "OK",
+                "result": {
+                    "period": {
+                        "timezone": "UTC",
+                        "start_date": "2025-01-01",
+                        "end_date": "2025-01-05",
+                    },
+                    "average_stats": {"start_time": "2025-01-01T02:54:01"},
+                },
+            },
+        )
         with pytest.raises(UpstreamBadPayload, match="start_time"):
             client.average_stats(USER, start_date=date(2025, 1, 1), end_date=date(2025, 1, 5))
 
     def test_it_accepts_null_average_stats(self, client, mock):
-        mock.get(f"/data/v1/users/{USER}/average-stats").respond(200, json={"detail": "OK", "result": {
-            "period": {"timezone": "UTC", "start_date": "2025-01-01", "end_date": "2025-01-05"},
-            "peculiarities": [], "average_stats": None, "never_slept_sessions": [], "slept_sessions": []}})
-        (snapshot,) = client.average_stats(USER, start_date=date(2025, 1, 1), end_date=date(2025, 1, 5))
+        mock.get(f"/data/v1/users/{USER}/average-stats").respond(
+            200,
+            json={
+                "detail": "OK",
+                "result": {
+                    "period": {
+                        "timezone": "UTC",
+                        "start_date": "2025-01-01",
+                        "end_date": "2025-01-05",
+                    },
+                    "peculiarities": [],
+                    "average_stats": None,
+                    "never_slept_sessions": [],
+                    "slept_sessions": [],
+                },
+            },
+        )
+        (snapshot,) = client.average_stats(
+            USER, start_date=date(2025, 1, 1), end_date=date(2025, 1, 5)
+        )
         assert snapshot.average_stats is None
 
-    @pytest.mark.parametrize(
-        ("days", "chunks"), [(1, 1), (100, 1), (101, 2), (200, 2), (201, 3)]
-    )
+    @pytest.mark.parametrize(("days", "chunks"), [(1, 1), (100, 1), (101, 2), (200, 2), (201, 3)])
     def test_it_counts_chunks_inclusive_of_both_ends(self, days, chunks):
         start = date(2024, 1, 1)
         end = date.fromordinal(start.toordinal() + days - 1)
@@ -338,7 +463,9 @@ class TestErrors:
         assert error.retry_after == 60
 
     def test_it_honours_retry_after_on_a_403_rate_limit(self, client, mock):
-        error = self.call(client, mock, 403, {"detail": "Rate limit exceeded"}, {"Retry-After": "7"})
+        error = self.call(
+            client, mock, 403, {"detail": "Rate limit exceeded"}, {"Retry-After": "7"}
+        )
         assert isinstance(error, UpstreamRateLimited) and error.retry_after == 7
 
     def test_it_reads_a_403_quota_as_a_long_rate_limit(self, client, mock):
@@ -354,19 +481,31 @@ class TestErrors:
         assert isinstance(error, UpstreamAuthFailed) and error.permanent
         assert KEY not in str(error)
 
-    @pytest.mark.parametrize("message", ["user_id is invalid", "x-user-id is invalid", "invalid user id"])
+    @pytest.mark.parametrize(
+        "message", ["user_id is invalid", "x-user-id is invalid", "invalid user id"]
+    )
     def test_it_reads_a_401_about_the_user_id_as_not_found(self, client, mock, message):
         assert isinstance(self.call(client, mock, 401, {"detail": message}), UpstreamNotFound)
 
-    @pytest.mark.parametrize("message", ["user does not exist", "user not exist", "user requested was not found",
-                                         "session does not exist"])
+    @pytest.mark.parametrize(
+        "message",
+        [
+            "user does not exist",
+            "user not exist",
+            "user requested was not found",
+            "session does not exist",
+        ],
+    )
     def test_it_reads_both_generations_of_404_wording(self, client, mock, message):
         error = self.call(client, mock, 404, {"detail": message})
         assert isinstance(error, UpstreamNotFound) and error.permanent
         assert USER not in str(error)
 
     def test_it_reads_a_bad_timezone_as_rejected(self, client, mock):
-        assert isinstance(self.call(client, mock, 400, {"detail": "The invalid timezone is provided"}), UpstreamRejected)
+        assert isinstance(
+            self.call(client, mock, 400, {"detail": "The invalid timezone is provided"}),
+            UpstreamRejected,
+        )
 
     def test_it_reads_429_retry_after_seconds(self, client, mock):
         error = self.call(client, mock, 429, {"detail": "slow down"}, {"Retry-After": "120"})
@@ -387,8 +526,11 @@ class TestErrors:
             client.get_user(USER)
 
     def test_it_reads_a_truncated_body_as_unavailable(self, client, mock):
-        mock.get("/data/v1/sessions").respond(200, content=b'{"detail":"OK","result":{"timezone":"UTC","sleep_sess',
-                                              headers={"Content-Type": "application/json"})
+        mock.get("/data/v1/sessions").respond(
+            200,
+            content=b'{"detail":"OK","result":{"timezone":"UTC","sleep_sess',
+            headers={"Content-Type": "application/json"},
+        )
         with pytest.raises(UpstreamUnavailable, match="JSON"):
             client.list_sessions(USER)
 

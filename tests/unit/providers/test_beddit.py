@@ -29,7 +29,9 @@ A, S, R, W, N, G = 65, 83, 82, 87, 78, 71
 T0 = 1471271700.0
 
 
-def sleep(date="2016-08-16", *, items=None, start=T0, end=T0 + 300, updated=1471303494.441255, **overrides):
+def sleep(
+    date="2016-08-16", *, items=None, start=T0, end=T0 + 300, updated=1471303494.441255, **overrides
+):
     body = {
         "user": 98740,
         "date": date,
@@ -41,11 +43,22 @@ def sleep(date="2016-08-16", *, items=None, start=T0, end=T0 + 300, updated=1471
         "updated": updated,
         "tags": ["not_enough_sleep"],
         "tips": [],
-        "properties": {"total_sleep_score": 44, "sleep_score_version": 3, "sleep_efficiency": 0.8962782,
-                       "sleep_latency": 2040, "resting_heart_rate": 44.6, "average_respiration_rate": 13.2,
-                       "stage_duration_S": 17628, "stage_duration_W": 12437, "signal_amplitude": 7.1},
+        "properties": {
+            "total_sleep_score": 44,
+            "sleep_score_version": 3,
+            "sleep_efficiency": 0.8962782,
+            "sleep_latency": 2040,
+            "resting_heart_rate": 44.6,
+            "average_respiration_rate": 13.2,
+            "stage_duration_S": 17628,
+            "stage_duration_W": 12437,
+            "signal_amplitude": 7.1,
+        },
         "time_value_tracks": {
-            "sleep_stages": {"value_data_type": "uint8", "items": items if items is not None else [[start, S]]},
+            "sleep_stages": {
+                "value_data_type": "uint8",
+                "items": items if items is not None else [[start, S]],
+            },
             "presence": {"value_data_type": "uint8", "items": [[start, 80]]},
             "actigram_epochwise": {"value_data_type": "float32", "items": [[start, 14]]},
             "heart_rate_curve": {"value_data_type": "float32", "items": [[start + 150, 62.6]]},
@@ -58,7 +71,12 @@ def sleep(date="2016-08-16", *, items=None, start=T0, end=T0 + 300, updated=1471
     return body
 
 
-LOGIN = {"user": 98740, "access_token": "2YotnFZFEjr1zCsicMWpAA", "token_type": "user", "expires_in": 3600}
+LOGIN = {
+    "user": 98740,
+    "access_token": "2YotnFZFEjr1zCsicMWpAA",
+    "token_type": "user",
+    "expires_in": 3600,
+}
 
 
 @pytest.fixture
@@ -76,8 +94,16 @@ def client():
 class TestTransitionTrack:
     def test_it_samples_each_epoch_midpoint_and_crops_away_at_both_ends(self):
         # mids 15,45,...,285 s after T0 → A A W S S S R S A A
-        items = [[T0, A], [T0 + 60, W], [T0 + 100, S], [T0 + 190, R], [T0 + 220, S], [T0 + 250, A],
-                 [T0 + 265, W], [T0 + 280, A]]
+        items = [
+            [T0, A],
+            [T0 + 60, W],
+            [T0 + 100, S],
+            [T0 + 190, R],
+            [T0 + 220, S],
+            [T0 + 250, A],
+            [T0 + 265, W],
+            [T0 + 280, A],
+        ]
         raw = transitions_to_epochs(items, T0, T0 + 300)
         assert raw.tolist() == [A, A, W, S, S, S, R, S, A, A]
         first, stages = epochs_to_canonical(raw)
@@ -86,8 +112,16 @@ class TestTransitionTrack:
 
     def test_it_maps_away_inside_the_night_to_wake_and_no_signal_and_gaps_to_no_data(self):
         # mids → W S S A S S N G W A
-        items = [[T0, W], [T0 + 30, S], [T0 + 90, A], [T0 + 120, S], [T0 + 180, N], [T0 + 210, G],
-                 [T0 + 240, W], [T0 + 270, A]]
+        items = [
+            [T0, W],
+            [T0 + 30, S],
+            [T0 + 90, A],
+            [T0 + 120, S],
+            [T0 + 180, N],
+            [T0 + 210, G],
+            [T0 + 240, W],
+            [T0 + 270, A],
+        ]
         first, stages = epochs_to_canonical(transitions_to_epochs(items, T0, T0 + 300))
         assert first == 0
         assert stages.tolist() == [0, 5, 5, 0, 5, 5, -1, -1, 0]
@@ -115,40 +149,63 @@ class TestLogin:
         sleeps = mock.get("/api/v1/user/98740/sleep").respond(200, json=[])
         client.fetch_sleeps()
         form = parse_qs(login.calls.last.request.content.decode())
-        assert form == {"grant_type": ["password"], "username": ["ann@example.com"], "password": ["hunter2"]}
+        assert form == {
+            "grant_type": ["password"],
+            "username": ["ann@example.com"],
+            "password": ["hunter2"],
+        }
         assert "authorization" not in login.calls.last.request.headers
-        assert sleeps.calls.last.request.headers["Authorization"] == "UserToken 2YotnFZFEjr1zCsicMWpAA"
+        assert (
+            sleeps.calls.last.request.headers["Authorization"] == "UserToken 2YotnFZFEjr1zCsicMWpAA"
+        )
 
     def test_it_logs_in_again_once_when_the_token_is_refused(self, mock):
-        client = BedditClient(username="ann@example.com", password="pw", token="stale", user_id=98740, base_url=BASE)
+        client = BedditClient(
+            username="ann@example.com", password="pw", token="stale", user_id=98740, base_url=BASE
+        )
         login = mock.post("/api/v1/auth/authorize").respond(200, json=LOGIN)
-        sleeps = mock.get("/api/v1/user/98740/sleep").mock(side_effect=[
-            httpx.Response(403, json={"error": "forbidden", "description": "Token expired"}),
-            httpx.Response(200, json=[]),
-        ])
+        sleeps = mock.get("/api/v1/user/98740/sleep").mock(
+            side_effect=[
+                httpx.Response(403, json={"error": "forbidden", "description": "Token expired"}),
+                httpx.Response(200, json=[]),
+            ]
+        )
         client.fetch_sleeps()
         assert login.call_count == 1
         assert [c.request.headers["Authorization"] for c in sleeps.calls] == [
-            "UserToken stale", "UserToken 2YotnFZFEjr1zCsicMWpAA"]
+            "UserToken stale",
+            "UserToken 2YotnFZFEjr1zCsicMWpAA",
+        ]
 
     def test_it_gives_up_after_one_fresh_login_is_refused_too(self, mock):
-        client = BedditClient(username="ann@example.com", password="pw", token="stale", user_id=98740, base_url=BASE)
+        client = BedditClient(
+            username="ann@example.com", password="pw", token="stale", user_id=98740, base_url=BASE
+        )
         login = mock.post("/api/v1/auth/authorize").respond(200, json=LOGIN)
-        mock.get("/api/v1/user/98740/sleep").respond(403, json={"error": "forbidden", "description": "no"})
+        mock.get("/api/v1/user/98740/sleep").respond(
+            403, json={"error": "forbidden", "description": "no"}
+        )
         with pytest.raises(UpstreamAuthFailed) as excinfo:
             client.fetch_sleeps()
         assert login.call_count == 1 and excinfo.value.permanent
 
     def test_it_fails_auth_on_invalid_credentials_without_leaking_them(self, client, mock):
         mock.post("/api/v1/auth/authorize").respond(
-            400, json={"error": "invalid_credentials", "description": "Bad password for ann@example.com"})
+            400,
+            json={
+                "error": "invalid_credentials",
+                "description": "Bad password for ann@example.com",
+            },
+        )
         with pytest.raises(UpstreamAuthFailed) as excinfo:
             client.login()
         assert "hunter2" not in str(excinfo.value) and "ann@example.com" not in str(excinfo.value)
 
     def test_it_cannot_log_in_again_with_only_a_token(self, mock):
         client = BedditClient(token="stale", user_id=1, base_url=BASE)
-        mock.get("/api/v1/user/1/sleep").respond(403, json={"error": "forbidden", "description": "x"})
+        mock.get("/api/v1/user/1/sleep").respond(
+            403, json={"error": "forbidden", "description": "x"}
+        )
         with pytest.raises(UpstreamAuthFailed):
             client.fetch_sleeps()
 
@@ -156,7 +213,9 @@ class TestLogin:
 class TestFetchSleeps:
     @pytest.fixture
     def authed(self, mock):
-        return BedditClient(username="a@b.c", password="pw", token="t", user_id=98740, base_url=BASE)
+        return BedditClient(
+            username="a@b.c", password="pw", token="t", user_id=98740, base_url=BASE
+        )
 
     def test_it_maps_a_night_with_stats_and_updated_time(self, authed, mock):
         items = [[T0, A], [T0 + 60, W], [T0 + 100, S], [T0 + 190, R], [T0 + 220, S], [T0 + 250, A]]
@@ -169,15 +228,18 @@ class TestFetchSleeps:
         assert night.start == datetime.fromtimestamp(T0 + 60, tz=timezone.utc)
         assert night.end == datetime.fromtimestamp(T0 + 240, tz=timezone.utc)
         assert night.timezone == "Asia/Tokyo"
-        assert night.upstream_updated_at == datetime.fromtimestamp(1471303494.441255, tz=timezone.utc)
+        assert night.upstream_updated_at == datetime.fromtimestamp(
+            1471303494.441255, tz=timezone.utc
+        )
         stats = night.upstream_stats
         assert stats["total_sleep_score"] == 44 and stats["resting_heart_rate"] == 44.6
         assert stats["average_respiration_rate"] == 13.2 and stats["sleep_efficiency"] == 0.8962782
         assert "signal_amplitude" not in stats
 
     def test_it_starts_from_zero_and_returns_the_max_updated_as_cursor(self, authed, mock):
-        route = mock.get("/api/v1/user/98740/sleep").respond(200, json=[
-            sleep("2016-08-15", updated=100.5), sleep("2016-08-16", updated=200.25)])
+        route = mock.get("/api/v1/user/98740/sleep").respond(
+            200, json=[sleep("2016-08-15", updated=100.5), sleep("2016-08-16", updated=200.25)]
+        )
         page = authed.fetch_sleeps()
         assert route.calls.last.request.url.params["updated_after"] == "0.0"
         assert "limit" not in route.calls.last.request.url.params
@@ -185,19 +247,27 @@ class TestFetchSleeps:
 
     def test_it_asks_with_a_lookback_and_drops_ties_it_already_delivered(self, authed, mock):
         cursor = BedditCursor.from_json({"updated_after": 200.25, "seen": {"2016-08-16": 200.25}})
-        route = mock.get("/api/v1/user/98740/sleep").respond(200, json=[
-            sleep("2016-08-16", updated=200.25),  # delivered last time
-            sleep("2016-08-17", updated=200.25),  # same timestamp, new: must not be lost
-            sleep("2016-08-10", updated=300.0),  # re-scored old night
-        ])
+        route = mock.get("/api/v1/user/98740/sleep").respond(
+            200,
+            json=[
+                sleep("2016-08-16", updated=200.25),  # delivered last time
+                sleep("2016-08-17", updated=200.25),  # same timestamp, new: must not be lost
+                sleep("2016-08-10", updated=300.0),  # re-scored old night
+            ],
+        )
         page = authed.fetch_sleeps(cursor)
         assert float(route.calls.last.request.url.params["updated_after"]) == pytest.approx(199.25)
         assert sorted(n.upstream_id for n in page.items) == ["2016-08-10", "2016-08-17"]
         assert page.next_cursor["updated_after"] == 300.0
 
     def test_it_keeps_the_newest_of_two_records_for_one_night(self, authed, mock):
-        mock.get("/api/v1/user/98740/sleep").respond(200, json=[
-            sleep("2016-08-16", updated=10.0, tags=["old"]), sleep("2016-08-16", updated=20.0, tags=["new"])])
+        mock.get("/api/v1/user/98740/sleep").respond(
+            200,
+            json=[
+                sleep("2016-08-16", updated=10.0, tags=["old"]),
+                sleep("2016-08-16", updated=20.0, tags=["new"]),
+            ],
+        )
         (night,) = authed.fetch_sleeps().items
         assert night.upstream_stats["tags"] == ["new"]
 
@@ -206,8 +276,9 @@ class TestFetchSleeps:
         del no_tracks["time_value_tracks"]
         bad_code = sleep("2016-08-18", items=[[T0, 99]])
         bad_tz = sleep("2016-08-19", timezone="Mars/Olympus")
-        mock.get("/api/v1/user/98740/sleep").respond(200, json=[
-            sleep("2016-08-16"), no_tracks, bad_code, bad_tz, "not an object"])
+        mock.get("/api/v1/user/98740/sleep").respond(
+            200, json=[sleep("2016-08-16"), no_tracks, bad_code, bad_tz, "not an object"]
+        )
         page = authed.fetch_sleeps()
         assert [n.upstream_id for n in page.items] == ["2016-08-16"]
         reasons = {q.upstream_id: q.reason for q in page.quarantined}
@@ -228,7 +299,10 @@ class TestFetchSleeps:
 
         route = mock.get("/api/v1/user/98740/sleep").respond(200, json=[sleep()])
         page = authed.fetch_sleeps_between(date(2016, 8, 1), date(2016, 8, 31))
-        assert dict(route.calls.last.request.url.params) == {"start_date": "2016-08-01", "end_date": "2016-08-31"}
+        assert dict(route.calls.last.request.url.params) == {
+            "start_date": "2016-08-01",
+            "end_date": "2016-08-31",
+        }
         assert page.next_cursor is None and len(page.items) == 1
 
     def test_it_reads_a_non_array_as_bad_payload(self, authed, mock):
@@ -236,13 +310,16 @@ class TestFetchSleeps:
         with pytest.raises(UpstreamBadPayload):
             authed.fetch_sleeps()
 
-    @pytest.mark.parametrize(("status", "body", "error"), [
-        (404, {"error": "not_found", "description": "x"}, UpstreamNotFound),
-        (410, {"error": "unsupported_api_version", "description": "x"}, UpstreamRejected),
-        (500, {"error": "email_send_failed", "description": "x"}, UpstreamUnavailable),
-        (502, None, UpstreamUnavailable),
-        (503, None, UpstreamUnavailable),
-    ])
+    @pytest.mark.parametrize(
+        ("status", "body", "error"),
+        [
+            (404, {"error": "not_found", "description": "x"}, UpstreamNotFound),
+            (410, {"error": "unsupported_api_version", "description": "x"}, UpstreamRejected),
+            (500, {"error": "email_send_failed", "description": "x"}, UpstreamUnavailable),
+            (502, None, UpstreamUnavailable),
+            (503, None, UpstreamUnavailable),
+        ],
+    )
     def test_it_maps_error_bodies(self, authed, mock, status, body, error):
         mock.get("/api/v1/user/98740/sleep").respond(status, json=body)
         with pytest.raises(error):
@@ -255,8 +332,12 @@ class TestFetchSleeps:
         assert excinfo.value.retry_after == 3
 
     def test_it_reads_a_timeout_and_a_truncated_body_as_unavailable(self, authed, mock):
-        mock.get("/api/v1/user/98740/sleep").mock(side_effect=[
-            httpx.ConnectTimeout("slow"), httpx.Response(200, content=b'[{"user": 98740, "da')])
+        mock.get("/api/v1/user/98740/sleep").mock(
+            side_effect=[
+                httpx.ConnectTimeout("slow"),
+                httpx.Response(200, content=b'[{"user": 98740, "da'),
+            ]
+        )
         for _ in range(2):
             with pytest.raises(UpstreamUnavailable):
                 authed.fetch_sleeps()
