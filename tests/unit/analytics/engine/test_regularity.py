@@ -53,7 +53,7 @@ class TestCircularHelpers:
         assert reg.circular_difference_minutes(1410.0, 30.0) == pytest.approx(-60.0)
 
     def test_it_reads_datetimes_and_minutes_as_clock_minutes(self):
-        dts = pd.Series(pd.to_datetime(["2024-01-01 23:30", "2024-01-02 00:15:30"]))
+        dts = pd.Series(pd.to_datetime(["2024-01-01 23:30:00", "2024-01-02 00:15:30"]))
         np.testing.assert_allclose(reg.clock_minutes(dts), [1410.0, 15.5])
         np.testing.assert_allclose(reg.clock_minutes(pd.Series([-30.0, 1500.0])), [1410.0, 60.0])
 
@@ -138,6 +138,13 @@ class TestSleepWakeGrid:
         day2 = grid.values[1]
         assert (day2[240:360] == 1).all()  # the nap is laid out
         assert (day2[:240] == -1).all() and (day2[360:] == -1).all()
+
+    def test_it_lets_sleep_win_where_sessions_overlap(self):
+        wake = _session("a", "2024-03-04 23:00", 2, stage=0)
+        sleep = _session("a", "2024-03-05 00:00", 2, stage=3)
+        grid = reg.sleep_wake_grid(pd.DataFrame([wake, sleep]))
+        assert (grid.values[0, 1320:1440] == 0).all()
+        assert (grid.values[0, 1440:1680] == 1).all()
 
     def test_it_resamples_other_epoch_lengths_onto_the_30_s_grid(self):
         s15 = _session("a", "2024-03-04 23:00", 8, epoch_s=15)
@@ -255,6 +262,23 @@ class TestSleepRegularityIndex:
         expected = reg.sri_from_days(np.vstack(days))
         assert out.loc["a", "sri"] == pytest.approx(expected.sri)
 
+    def test_it_gives_the_same_result_in_small_batches(self, monkeypatch):
+        rng = np.random.default_rng(11)
+        rows = [
+            _session(
+                pid,
+                pd.Timestamp("2024-02-01 22:00")
+                + pd.Timedelta(days=i, minutes=int(rng.integers(0, 120))),
+                float(rng.integers(12, 18)) / 2,
+            )
+            for pid in "abcdefg"
+            for i in range(8)
+        ]
+        frame = pd.DataFrame(rows)
+        whole = reg.sleep_regularity_index(frame)
+        monkeypatch.setattr(reg, "SRI_BATCH_SESSIONS", 10)
+        pd.testing.assert_frame_equal(reg.sleep_regularity_index(frame), whole)
+
     @settings(max_examples=25, deadline=None)
     @given(
         shifts=st.lists(st.integers(-8, 8), min_size=6, max_size=10),
@@ -323,7 +347,7 @@ class TestTiming:
         # This person works weekends and is free on the nights ending Monday and Tuesday.
         dates = pd.date_range("2024-04-01", "2024-04-14")
         calendar = pd.DataFrame(
-            {"participant_id": "p", "date": dates, "is_free": dates.weekday.isin([0, 1])}
+            {"participant_id": "p", "date": dates, "is_free": dates.day_of_week.isin([0, 1])}
         )
         out = reg.social_jet_lag(nights, calendar=calendar).loc["p"]
         assert out["nights_free"] == 4 and out["nights_work"] == 10
@@ -340,9 +364,7 @@ class TestTiming:
 
     def test_it_leaves_naps_out_of_timing(self):
         nights = self._nights()
-        nap = nights.iloc[[0]].assign(
-            midsleep_local=pd.Timestamp("2024-04-01 15:00"), is_nap=True
-        )
+        nap = nights.iloc[[0]].assign(midsleep_local=pd.Timestamp("2024-04-01 15:00"), is_nap=True)
         nights = pd.concat([nights.assign(is_nap=False), nap], ignore_index=True)
         assert reg.social_jet_lag(nights).loc["p", "msw_min"] == pytest.approx(210.0)
 
