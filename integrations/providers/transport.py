@@ -16,9 +16,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import random
 import re
 import socket
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -351,13 +354,46 @@ def raise_for_status(response: httpx.Response, *, provider: str) -> None:
         raise error
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded inline retries of idempotent calls for short transient faults.
+
+    A brief 5xx, timeout, truncated body or a 429 whose Retry-After is short is retried here,
+    so one hiccup doesn't restart a whole page walk. Anything longer is raised: the sync task
+    retries with a Celery countdown, or stores ``next_sync_at`` (reliability.md §1).
+    """
+
+    tries: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    # A Retry-After above this is not waited out inline.
+    max_inline_wait: float = 10.0
+
+    def delay(self, attempt: int, error: UpstreamError) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None to give up."""
+        if attempt + 1 >= self.tries or error.permanent:
+            return None
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None and retry_after > self.max_inline_wait:
+            return None
+        # Full jitter (AWS architecture blog), but never sooner than the upstream asked.
+        backoff = random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+        return max(backoff, retry_after or 0.0)
+
+
+NO_RETRY = RetryPolicy(tries=1)
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
 class ProviderClient:
     """Common shape of a provider client: one httpx.Client, calls mapped to the error family."""
 
     provider: str = ""
+    retry_policy: RetryPolicy = NO_RETRY
 
     def __init__(self, http: httpx.Client):
         self.http = http
+        self.requests_made = 0
 
     def close(self) -> None:
         self.http.close()
@@ -371,12 +407,34 @@ class ProviderClient:
     def _error_for(self, response: httpx.Response) -> UpstreamError | None:
         return error_for_status(response, provider=self.provider)
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        self.requests_made += 1
         response = send(self.http, method, url, provider=self.provider, **kwargs)
         error = self._error_for(response)
         if error is not None:
             raise error
         return response
 
+    def _with_retries(self, method: str, call: Callable[[], Any]) -> Any:
+        policy = self.retry_policy if method.upper() in IDEMPOTENT_METHODS else NO_RETRY
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except UpstreamError as error:
+                wait = policy.delay(attempt, error)
+                if wait is None:
+                    raise
+                logger.info("retrying %s call after %s in %.1fs", self.provider, type(error).__name__, wait)
+                time.sleep(wait)
+                attempt += 1
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        return self._with_retries(method, lambda: self._send_once(method, url, **kwargs))
+
     def _json(self, method: str, url: str, **kwargs: Any) -> Any:
-        return parse_json(self._send(method, url, **kwargs), provider=self.provider)
+        # Retried as a whole: a truncated body is a transient fault of the same request.
+        return self._with_retries(
+            method,
+            lambda: parse_json(self._send_once(method, url, **kwargs), provider=self.provider),
+        )
