@@ -245,6 +245,10 @@ CELERY_TASK_ROUTES: dict[str, dict] = {}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "platform-heartbeat": {"task": "platform.heartbeat", "schedule": 60.0},
+    "integrations-schedule-due-syncs": {
+        "task": "integrations.schedule_due_syncs",
+        "schedule": env.float("SYNC_SCHEDULER_SECONDS", default=60.0),
+    },
 }
 
 # DJANGO REST FRAMEWORK
@@ -318,3 +322,8 @@ LOGGING = {
 # ------------------------------------------------------------------------------
 # Smallest cohort HR may see, unless an organization sets a larger one.
 MIN_GROUP_SIZE_FLOOR = env.int("MIN_GROUP_SIZE_FLOOR", default=3)
+# A sync's lease outlives the hard task limit, so only a dead worker's lease expires.
+SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 60)
+# Upstream base URLs on loopback/private networks are refused unless allowed (SSRF guard).
+# The local demo and the tests talk to simulators on 127.0.0.1.
+UPSTREAM_ALLOW_PRIVATE = env.bool("UPSTREAM_ALLOW_PRIVATE", default=False)

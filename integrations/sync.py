@@ -1,0 +1,202 @@
+"""The sync engine: pull one connection's nights into the sleep store, exactly once.
+
+Guarantees (shared/reliability.md §2, §7 "EXACT"):
+- One sync per connection at a time: a lease row-claim (conditional UPDATE) that expires
+  if its worker dies. Every page commit re-checks the lease token inside its transaction
+  (fencing), so a stale attempt whose lease was taken over cannot write.
+- A page's sessions, its quarantined records and the link's cursor commit in one
+  transaction: the cursor never moves ahead of committed data, and a crash between pages
+  loses nothing (the next attempt resumes from the last committed cursor).
+- Upserts are keyed by (participant, provider, upstream id) with a content hash: re-running
+  a sync, a retry or a redelivered task never duplicates, and unchanged nights write nothing.
+- A malformed record is quarantined with its reason; the good records beside it land.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from analytics.services import sleep_sessions_upsert
+
+from .adapters import adapter_for
+from .models import Connection, ConnectionStatus, ParticipantLink, QuarantinedRecord, SyncRun, SyncRunStatus
+from .providers.base import Page, content_hash
+from .providers.errors import UpstreamAuthFailed, UpstreamError, UpstreamNotFound, UpstreamRateLimited
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """Another attempt took over this connection's lease: stop without writing."""
+
+
+@dataclass
+class SyncOutcome:
+    status: str  # "succeeded" | "failed" | "deferred" | "skipped"
+    run_id: int | None = None
+    retry_after: float | None = None  # for "deferred": seconds the upstream asked us to wait
+    transient: bool = False  # for "failed": worth retrying soon
+    counts: dict = field(default_factory=dict)
+
+
+def lease_seconds() -> int:
+    # Longer than the hard task time limit, so a live task never loses its lease to a timer.
+    return settings.SYNC_LEASE_SECONDS
+
+
+def lease_acquire(connection_id: int, token: uuid.UUID) -> bool:
+    now = timezone.now()
+    claimed = Connection.objects.filter(
+        Q(lease_token__isnull=True) | Q(lease_expires_at__lt=now), pk=connection_id
+    ).update(lease_token=token, lease_expires_at=now + timedelta(seconds=lease_seconds()))
+    return claimed == 1
+
+
+def lease_release(connection_id: int, token: uuid.UUID) -> None:
+    Connection.objects.filter(pk=connection_id, lease_token=token).update(lease_token=None, lease_expires_at=None)
+
+
+def _check_and_extend_lease(connection_id: int, token: uuid.UUID) -> None:
+    """Inside a transaction: lock the connection row and prove we still hold the lease."""
+    extended = Connection.objects.filter(pk=connection_id, lease_token=token).update(
+        lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds())
+    )
+    if extended != 1:
+        raise LeaseLost()
+
+
+def _commit_page(
+    connection: Connection, link: ParticipantLink, run: SyncRun, page: Page, token: uuid.UUID
+) -> dict:
+    records = [(link.participant_id, item, content_hash(item)) for item in page.items]
+    with transaction.atomic():
+        _check_and_extend_lease(connection.pk, token)
+        result = sleep_sessions_upsert(organization=connection.organization, records=records)
+        QuarantinedRecord.objects.bulk_create(
+            [
+                QuarantinedRecord(
+                    organization_id=connection.organization_id,
+                    connection=connection,
+                    sync_run=run,
+                    upstream_id=(bad.upstream_id or "")[:128],
+                    reason=bad.reason[:500],
+                    payload=bad.payload,
+                )
+                for bad in page.quarantined
+            ]
+        )
+        ParticipantLink.objects.filter(pk=link.pk).update(
+            cursor=page.next_cursor if page.next_cursor is not None else link.cursor,
+            last_synced_at=timezone.now(),
+        )
+    if page.next_cursor is not None:
+        link.cursor = page.next_cursor
+    return {
+        "fetched": len(page.items) + len(page.quarantined),
+        "created": result.created,
+        "updated": result.updated,
+        # Includes in-page repeats of one night, so fetched = created + updated + unchanged + quarantined.
+        "unchanged": len(page.items) - result.created - result.updated,
+        "quarantined": len(page.quarantined),
+    }
+
+
+def _finish(run: SyncRun, status: str, counts: dict, error: str = "") -> None:
+    for name, value in counts.items():
+        setattr(run, name, value)
+    run.status = status
+    run.error = error[:300]
+    run.finished_at = timezone.now()
+    run.save()
+
+
+def connection_sync(*, connection_id: int, task_id: str = "") -> SyncOutcome:
+    """Sync every link of one connection. Never raises for upstream trouble: says what happened."""
+    token = uuid.uuid4()
+    if not lease_acquire(connection_id, token):
+        logger.info("sync skipped connection=%s: another sync holds the lease", connection_id)
+        return SyncOutcome("skipped")
+    connection = Connection.objects.select_related("organization").get(pk=connection_id)
+    run = SyncRun.objects.create(
+        organization_id=connection.organization_id, connection=connection, task_id=task_id[:64]
+    )
+    counts = {"fetched": 0, "created": 0, "updated": 0, "unchanged": 0, "quarantined": 0}
+    started = time.monotonic()
+    now = timezone.now
+    try:
+        with adapter_for(connection) as adapter:
+            links = ParticipantLink.objects.for_org(connection.organization).filter(connection=connection)
+            for link in links.order_by("pk"):
+                try:
+                    for page in adapter.pages(link):
+                        for name, value in _commit_page(connection, link, run, page, token).items():
+                            counts[name] += value
+                except UpstreamNotFound:
+                    # One participant's upstream account is gone; the others still sync.
+                    logger.warning("sync connection=%s link=%s: upstream user not found", connection_id, link.pk)
+    except LeaseLost:
+        _finish(run, SyncRunStatus.FAILED, counts, "lease lost to a newer attempt")
+        return SyncOutcome("failed", run.pk, counts=counts)
+    except UpstreamRateLimited as exc:
+        _finish(run, SyncRunStatus.DEFERRED, counts, f"rate limited: retry after {exc.retry_after:.0f}s")
+        Connection.objects.filter(pk=connection_id).update(
+            next_sync_at=now() + timedelta(seconds=exc.retry_after), last_error="rate limited"
+        )
+        return SyncOutcome("deferred", run.pk, retry_after=exc.retry_after, counts=counts)
+    except UpstreamAuthFailed:
+        _finish(run, SyncRunStatus.FAILED, counts, "credentials refused")
+        Connection.objects.filter(pk=connection_id).update(
+            status=ConnectionStatus.NEEDS_ATTENTION, last_error="credentials refused by the upstream"
+        )
+        return SyncOutcome("failed", run.pk, counts=counts)
+    except UpstreamError as exc:
+        _finish(run, SyncRunStatus.FAILED, counts, f"{type(exc).__name__}")
+        Connection.objects.filter(pk=connection_id).update(last_error=type(exc).__name__)
+        return SyncOutcome("failed", run.pk, transient=not exc.permanent, counts=counts)
+    except BaseException:
+        _finish(run, SyncRunStatus.FAILED, counts, "internal error")
+        raise
+    finally:
+        lease_release(connection_id, token)
+
+    _finish(run, SyncRunStatus.SUCCEEDED, counts)
+    Connection.objects.filter(pk=connection_id).update(
+        status=ConnectionStatus.ACTIVE,
+        last_error="",
+        last_synced_at=now(),
+        next_sync_at=now() + connection.sync_interval,
+    )
+    logger.info(
+        "sync done connection=%s fetched=%d created=%d updated=%d unchanged=%d quarantined=%d seconds=%.2f",
+        connection_id, counts["fetched"], counts["created"], counts["updated"], counts["unchanged"],
+        counts["quarantined"], time.monotonic() - started,
+    )
+    return SyncOutcome("succeeded", run.pk, counts=counts)
+
+
+def due_connection_ids(*, limit: int = 500) -> list[int]:
+    """Claim connections whose next_sync_at has passed, moving it on so a second beat skips them."""
+    now = timezone.now()
+    claim_until = now + timedelta(seconds=lease_seconds())
+    ids = []
+    with transaction.atomic():
+        due = (
+            Connection.objects.filter(status=ConnectionStatus.ACTIVE, next_sync_at__lte=now)
+            .exclude(provider__in=["usleep", "grand_challenge", "import"])
+            .order_by("next_sync_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        for connection_id in list(due):
+            # Conditional UPDATE: only one scheduler wins each connection (two beats are safe).
+            if Connection.objects.filter(pk=connection_id, next_sync_at__lte=now).update(next_sync_at=claim_until):
+                ids.append(connection_id)
+    return ids
