@@ -53,7 +53,7 @@ class SleepSession(models.Model):
     upstream_stats = models.JSONField(default=dict, blank=True)
     upstream_updated_at = models.DateTimeField(null=True, blank=True)
     # Hash of the canonical content: a re-sync of an unchanged night writes nothing.
-    content_hash = models.CharField(max_length=64, blank=True, default="")
+    content_hash = models.CharField(max_length=80, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
