@@ -6,9 +6,14 @@ The isolation test walks these routes, so a new registration is covered automati
 
 from rest_framework.routers import SimpleRouter
 
+from integrations.api import ConnectionViewSet, ParticipantLinkViewSet, QuarantinedRecordViewSet, SyncRunViewSet
 from tenants.api.views import DepartmentViewSet, MembershipViewSet, ParticipantViewSet
 
 org_router = SimpleRouter()
 org_router.register("members", MembershipViewSet, basename="member")
 org_router.register("departments", DepartmentViewSet, basename="department")
 org_router.register("participants", ParticipantViewSet, basename="participant")
+org_router.register("connections", ConnectionViewSet, basename="connection")
+org_router.register("participant-links", ParticipantLinkViewSet, basename="participant-link")
+org_router.register("sync-runs", SyncRunViewSet, basename="sync-run")
+org_router.register("quarantined-records", QuarantinedRecordViewSet, basename="quarantined-record")

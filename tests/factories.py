@@ -7,6 +7,7 @@ import numpy as np
 from django.contrib.auth import get_user_model
 
 from analytics.models import Provider, SleepSession
+from integrations.models import Connection, ParticipantLink, QuarantinedRecord, SyncRun
 from tenants.models import Department, Membership, Organization, Participant
 from tenants.roles import Role
 
@@ -78,3 +79,43 @@ class SleepSessionFactory(factory.django.DjangoModelFactory):
     end = factory.LazyAttribute(lambda o: o.start + timedelta(hours=8))
     timezone = "Europe/Berlin"
     stages = factory.LazyFunction(_night)
+
+
+class ConnectionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Connection
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Connection {n}")
+    provider = Provider.ASLEEP
+    # Loopback: the SSRF guard refuses it under test settings, so no test ever sends traffic.
+    base_url = "http://127.0.0.1:9"
+    credentials = factory.LazyFunction(lambda: {"api_key": "test-key"})
+
+
+class ParticipantLinkFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ParticipantLink
+
+    connection = factory.SubFactory(ConnectionFactory)
+    organization = factory.SelfAttribute("connection.organization")
+    participant = factory.SubFactory(ParticipantFactory, organization=factory.SelfAttribute("..organization"))
+    upstream_user_id = factory.Sequence(lambda n: f"upstream-{n}")
+
+
+class SyncRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SyncRun
+
+    connection = factory.SubFactory(ConnectionFactory)
+    organization = factory.SelfAttribute("connection.organization")
+
+
+class QuarantinedRecordFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = QuarantinedRecord
+
+    connection = factory.SubFactory(ConnectionFactory)
+    organization = factory.SelfAttribute("connection.organization")
+    reason = "sleep_stages: list expected"
+    payload = factory.LazyFunction(lambda: {"id": "x"})

@@ -12,11 +12,20 @@ from typing import Any, Callable
 
 from django.apps import apps
 
+from integrations.api import ConnectionViewSet, ParticipantLinkViewSet, QuarantinedRecordViewSet, SyncRunViewSet
 from tenants.api.views import DepartmentViewSet, MembershipViewSet, OrganizationViewSet, ParticipantViewSet
 from tenants.models import Organization
 from tenants.roles import Role
 
-from ...factories import DepartmentFactory, MembershipFactory, ParticipantFactory
+from ...factories import (
+    ConnectionFactory,
+    DepartmentFactory,
+    MembershipFactory,
+    ParticipantFactory,
+    ParticipantLinkFactory,
+    QuarantinedRecordFactory,
+    SyncRunFactory,
+)
 
 
 @dataclass
@@ -88,6 +97,37 @@ CASES: dict[type, RouteCase] = {
         },
     ),
 }
+
+
+# A public address literal: the SSRF guard accepts it without any lookup or connection.
+PUBLIC_BASE_URL = "https://93.184.216.34"
+
+CASES.update({
+    ConnectionViewSet: RouteCase(
+        make=lambda world, role: ConnectionFactory(organization=world.org),
+        payloads={
+            "create": lambda w, o: {"name": "Asleep", "provider": "asleep", "base_url": PUBLIC_BASE_URL,
+                                    "credentials": {"api_key": "s3cret"}},
+            "update": lambda w, o: {"name": "Renamed", "base_url": PUBLIC_BASE_URL,
+                                    "credentials": {"api_key": "n3w"}, "options": {}, "sync_interval_minutes": 120},
+            "partial_update": lambda w, o: {"name": "Patched"},
+        },
+    ),
+    ParticipantLinkViewSet: RouteCase(
+        make=lambda world, role: ParticipantLinkFactory(connection=ConnectionFactory(organization=world.org)),
+        payloads={
+            "create": lambda w, o: {
+                "connection": str(ConnectionFactory(organization=w.org).uuid),
+                "participant": str(ParticipantFactory(organization=w.org).uuid),
+                "upstream_user_id": "upstream-new",
+            },
+        },
+    ),
+    SyncRunViewSet: RouteCase(make=lambda world, role: SyncRunFactory(connection=ConnectionFactory(organization=world.org))),
+    QuarantinedRecordViewSet: RouteCase(
+        make=lambda world, role: QuarantinedRecordFactory(connection=ConnectionFactory(organization=world.org))
+    ),
+})
 
 
 def case_for(view_class) -> RouteCase:

@@ -9,11 +9,12 @@ from tenants.roles import Role
 
 from .route_cases import case_for, org_checksum
 
+# Writes that take a body (body-less actions such as "sync" read no input to reject).
 WRITE_ROUTES = [
     (route, method)
     for route in org_routes()
     for method, action in route.actions.items()
-    if method in ("post", "put", "patch")
+    if method in ("post", "put", "patch") and action in case_for(route.view_class).payloads
 ]
 
 
