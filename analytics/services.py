@@ -19,6 +19,7 @@ from django.db import transaction
 
 from analytics.engine.metrics import night_metrics
 from analytics.engine.nights import assign_night_dates, mark_main_sleep
+from analytics.engine.scores import sleep_scores
 from analytics.models import METRICS_VERSION, NightlyMetrics, SleepSession
 from tenants.models import Organization
 
@@ -199,6 +200,8 @@ def nightly_metrics_compute(*, organization: Organization, session_ids: Sequence
     frame["wake_time_local"] = _clock(frame["local_end"], pd.Series(0.0, index=frame.index))
     frame["sleep_onset_local"] = _clock(frame["local_start"], frame["sleep_onset_offset_min"])
     frame["midsleep_local"] = _clock(frame["local_start"], frame["midsleep_offset_min"])
+    scores = _scores(organization, frame, {s.participant_id: s.participant for s in sessions})
+    frame = frame.join(scores[SCORE_COLUMNS])
 
     rows = []
     for session_id, row in zip(ids, frame.to_dict("records"), strict=True):
@@ -222,6 +225,51 @@ def nightly_metrics_compute(*, organization: Organization, session_ids: Sequence
     )
     _settle_main_sleep(organization, frame[["participant_id", "night_date"]].drop_duplicates())
     return len(rows)
+
+
+SCORE_COLUMNS = ["score", "score_duration", "score_efficiency", "score_continuity", "score_depth",
+                 "score_regularity"]
+# The timing-regularity component compares a night with the person's previous 14 nights.
+SCORE_HISTORY_DAYS = 15
+
+
+def _minutes_past_midnight(values) -> pd.Series:
+    return pd.Series([np.nan if v is None else v.hour * 60 + v.minute + v.second / 60 for v in values])
+
+
+def _scores(organization, frame: pd.DataFrame, participants: dict) -> pd.DataFrame:
+    """Score the batch's nights with their participants' recent history in one call."""
+    batch = pd.DataFrame({
+        "participant_id": frame["participant_id"],
+        "night_date": frame["night_date"],
+        "is_nap": frame["is_nap"],
+        "tst_min": frame["tst_min"], "se_pct": frame["se_pct"], "waso_min": frame["waso_min"],
+        "awakenings_5min": frame["awakenings_5min"], "n3_min": frame["n3_min"], "rem_min": frame["rem_min"],
+        "stages_resolved": (frame["n1_min"] + frame["n2_min"] + frame["n3_min"] + frame["rem_min"]) > 0,
+        "bedtime_local": frame["local_start"].dt.hour * 60 + frame["local_start"].dt.minute,
+        "midsleep_local": _minutes_past_midnight(frame["midsleep_local"]).to_numpy(),
+    }, index=frame.index)
+    start = min(batch["night_date"]) - pd.Timedelta(days=SCORE_HISTORY_DAYS)
+    history_rows = list(
+        NightlyMetrics.objects.for_org(organization)
+        .filter(participant_id__in=batch["participant_id"].unique().tolist(), is_nap=False, is_main_sleep=True,
+                night_date__gte=start, night_date__lte=max(batch["night_date"]))
+        .exclude(session_id__in=batch.index.tolist())
+        .values("session_id", "participant_id", "night_date", "bedtime_local", "midsleep_local", "tst_min")
+    )
+    if history_rows:
+        history = pd.DataFrame(history_rows).set_index("session_id")
+        history["bedtime_local"] = _minutes_past_midnight(history["bedtime_local"]).to_numpy()
+        history["midsleep_local"] = _minutes_past_midnight(history["midsleep_local"]).to_numpy()
+        history["is_nap"] = False
+        combined = pd.concat([history, batch])
+    else:
+        combined = batch
+    this_year = pd.Timestamp.now().year
+    ages = {pid: (this_year - p.birth_year) if p.birth_year else np.nan for pid, p in participants.items()}
+    combined["age_years"] = combined["participant_id"].map(ages)
+    weights = organization.score_weights or None
+    return sleep_scores(combined, weights=weights).loc[batch.index]
 
 
 def _db_value(value):

@@ -61,6 +61,9 @@ class Organization(TimeStampedModel):
     weekly_email_hour = models.PositiveSmallIntegerField(
         default=8, validators=[MaxValueValidator(23)]
     )
+    # Sleep score weights by component (duration, efficiency, continuity, depth,
+    # regularity); empty means the defaults of analytics/engine/scores.py.
+    score_weights = models.JSONField(default=dict, blank=True)
 
     objects = OrganizationQuerySet.as_manager()
 

@@ -21,10 +21,23 @@ class OrganizationSerializer(StrictModelSerializer):
             "min_group_size",
             "weekly_email_weekday",
             "weekly_email_hour",
+            "score_weights",
             "role",
             "created_at",
         ]
         read_only_fields = ["role", "created_at"]
+
+    score_weights = serializers.DictField(child=serializers.FloatField(), required=False)
+
+    def validate_score_weights(self, value):
+        from analytics.engine.scores import validate_weights
+
+        if value:
+            try:
+                validate_weights(value)
+            except ValueError as exc:
+                raise serializers.ValidationError(str(exc)) from None
+        return value
 
     def get_role(self, organization) -> str | None:
         membership = self.context.get("membership")
