@@ -158,3 +158,31 @@ class NightlyMetrics(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(tst_min__lte=models.F("tib_min")), name="nightly_tst_le_tib"),
         ]
+
+
+class UpstreamAverageStats(models.Model):
+    """The upstream's own averages for a participant over a period (e.g. Asleep average-stats).
+
+    Kept as snapshots so pages can show the upstream's figures beside ours; a later pull for
+    the same period replaces the earlier one.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="upstream_average_stats")
+    provider = models.CharField(max_length=32, choices=Provider.choices)
+    start_date = models.DateField()
+    end_date = models.DateField()
+    stats = models.JSONField(null=True)  # the upstream's values as it sent them (None: no sleep)
+    peculiarities = models.JSONField(default=list, blank=True)
+    nights = models.PositiveIntegerField(default=0)  # sessions the upstream averaged
+    fetched_at = models.DateTimeField(auto_now=True)
+
+    objects = OrgScopedManager()
+
+    class Meta:
+        verbose_name_plural = "upstream average stats"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["participant", "provider", "start_date", "end_date"], name="averagestats_unique_period"
+            ),
+        ]

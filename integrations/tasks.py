@@ -55,3 +55,29 @@ def sync_connection_task(self, connection_id: int) -> str:
                 next_sync_at=timezone.now() + connection.sync_interval
             )
     return outcome.status
+
+
+@shared_task(name="integrations.schedule_average_stats", acks_late=False, time_limit=60, soft_time_limit=50)
+def schedule_average_stats_task() -> int:
+    """Beat, daily: one average-stats pull per active Asleep connection."""
+    from .models import Connection, ConnectionStatus
+
+    ids = list(Connection.objects.filter(provider="asleep", status=ConnectionStatus.ACTIVE).values_list("pk", flat=True))
+    for connection_id in ids:
+        pull_average_stats_task.delay(connection_id)
+    return len(ids)
+
+
+@shared_task(bind=True, name="integrations.pull_average_stats", max_retries=MAX_RETRIES)
+def pull_average_stats_task(self, connection_id: int) -> int:
+    from .average_stats import average_stats_pull
+    from .providers.errors import UpstreamError
+
+    try:
+        return average_stats_pull(connection_id=connection_id)
+    except UpstreamError as exc:
+        if exc.permanent or self.request.retries >= self.max_retries:
+            return 0
+        retry_after = getattr(exc, "retry_after", None) or _backoff(self.request.retries)
+        # Snapshots are idempotent upserts: a retry simply writes them again.
+        raise self.retry(countdown=min(retry_after, MAX_COUNTDOWN_SECONDS)) from None

@@ -245,6 +245,10 @@ CELERY_TASK_ROUTES: dict[str, dict] = {}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "platform-heartbeat": {"task": "platform.heartbeat", "schedule": 60.0},
+    "integrations-average-stats-daily": {
+        "task": "integrations.schedule_average_stats",
+        "schedule": 24 * 3600.0,
+    },
     "integrations-schedule-due-syncs": {
         "task": "integrations.schedule_due_syncs",
         "schedule": env.float("SYNC_SCHEDULER_SECONDS", default=60.0),
@@ -327,3 +331,14 @@ SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=CELERY_TASK_TIME_LIMI
 # Upstream base URLs on loopback/private networks are refused unless allowed (SSRF guard).
 # The local demo and the tests talk to simulators on 127.0.0.1.
 UPSTREAM_ALLOW_PRIVATE = env.bool("UPSTREAM_ALLOW_PRIVATE", default=False)
+# PSG recordings (EDF) uploaded for scoring: larger uploads are refused with 413 while they
+# stream in. A full-night PSG at 256 Hz with ~20 channels is about 200-300 MiB.
+PSG_MAX_UPLOAD_BYTES = env.int("PSG_MAX_UPLOAD_BYTES", default=512 * 1024 * 1024)
+# CA bundle (PEM) trusted for upstream TLS besides the system store: a self-signed scorer
+# such as the local Grand Challenge simulator. Empty: the system trust store only.
+UPSTREAM_CA_BUNDLE = env.str("UPSTREAM_CA_BUNDLE", default="")
+# The OpenAPI schema names the PSG status enum itself ("status" fields differ per model).
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),
+    "PsgRecordingStatusEnum": "integrations.models.PsgStatus",
+}
