@@ -64,8 +64,8 @@ class BedditAdapter(Adapter):
         self.client.retry_policy = SYNC_RETRY_POLICY
 
     def pages(self, link):
-        # One call returns everything updated since the cursor; its next_cursor is JSON.
-        yield self.client.fetch_sleeps(BedditCursor.from_json(link.cursor), user_id=int(link.upstream_user_id))
+        # Everything updated since the cursor, in as many answers as the upstream needs.
+        yield from self.client.iter_sleeps(BedditCursor.from_json(link.cursor), user_id=int(link.upstream_user_id))
 
 
 ADAPTERS = {Provider.ASLEEP: AsleepAdapter, Provider.BEDDIT: BedditAdapter}

@@ -6,8 +6,8 @@ from datetime import timedelta
 from django.db import models
 from django.utils import timezone
 
-from analytics.models import Provider
-from tenants.models import Organization, Participant, TimeStampedModel
+from analytics.models import Provider, SleepSession
+from tenants.models import Organization, Participant, TimeStampedModel, validate_timezone
 from tenants.scoping import OrgScopedManager
 
 from .crypto import EncryptedJSONField
@@ -137,3 +137,84 @@ class QuarantinedRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+# Upstreams that score PSG recordings (one upload at a time) rather than sync nights.
+PSG_PROVIDERS = frozenset({Provider.USLEEP, Provider.GRAND_CHALLENGE})
+
+
+class PsgStatus(models.TextChoices):
+    UPLOADED = "uploaded", "Uploaded (waiting to be sent for scoring)"
+    SUBMITTED = "submitted", "Submitted to the scorer"
+    SCORING = "scoring", "Being scored"
+    COMPLETED = "completed", "Completed (the night is stored)"
+    FAILED = "failed", "Failed"
+
+
+PSG_TERMINAL = frozenset({PsgStatus.COMPLETED, PsgStatus.FAILED})
+
+
+def psg_upload_to(recording: "PsgRecording", filename: str) -> str:
+    # Per organization; named by the recording's uuid, never by the uploaded name (which
+    # may carry a patient's name).
+    return f"psg/org-{recording.organization_id}/{recording.uuid}.edf"
+
+
+class PsgRecording(TimeStampedModel):
+    """A PSG recording (EDF) an admin uploaded for sleep staging by U-Sleep or Grand Challenge.
+
+    The file lives in Django storage; the header facts are read from it (and validated)
+    before anything goes upstream. ``edf_start`` is the EDF start (local clock time) read in
+    ``timezone``, the participant's zone at upload. Scoring runs in Celery tasks
+    (integrations/psg.py, integrations/tasks.py); ``error`` holds a short code only.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="psg_recordings")
+    # SET_NULL: deleting a connection keeps the history; a scoring in flight then fails.
+    connection = models.ForeignKey(
+        Connection, null=True, on_delete=models.SET_NULL, related_name="psg_recordings"
+    )
+    file = models.FileField(upload_to=psg_upload_to, max_length=255)
+    original_name = models.CharField(max_length=255, blank=True, default="")
+    size = models.PositiveBigIntegerField()
+    edf_start = models.DateTimeField()
+    edf_duration_seconds = models.FloatField()
+    edf_channels = models.JSONField(default=list)
+    timezone = models.CharField(max_length=64, validators=[validate_timezone])
+    status = models.CharField(max_length=16, choices=PsgStatus.choices, default=PsgStatus.UPLOADED)
+    # U-Sleep session name or Grand Challenge job pk; the GC upload pk once the file is up.
+    upstream_id = models.CharField(max_length=128, blank=True, default="")
+    upstream_upload_id = models.CharField(max_length=128, blank=True, default="")
+    # When the upstream copy (U-Sleep session) was deleted; null while it may still exist.
+    upstream_deleted_at = models.DateTimeField(null=True, blank=True)
+    # A submit attempt holds this claim while it talks to the upstream (conditional UPDATE).
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=64, blank=True, default="")
+    sleep_session = models.ForeignKey(
+        SleepSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OrgScopedManager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(size__gt=0), name="psgrecording_size_positive"),
+            models.CheckConstraint(
+                condition=models.Q(edf_duration_seconds__gt=0), name="psgrecording_duration_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=PsgStatus.values), name="psgrecording_status_valid"
+            ),
+        ]
+        indexes = [
+            # The recordings list: an organization's uploads, newest first.
+            models.Index(fields=["organization", "-created_at"], name="psgrecording_org_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"psg recording {self.uuid}"

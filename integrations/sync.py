@@ -10,6 +10,11 @@ Guarantees (shared/reliability.md §2, §7 "EXACT"):
 - Upserts are keyed by (participant, provider, upstream id) with a content hash: re-running
   a sync, a retry or a redelivered task never duplicates, and unchanged nights write nothing.
 - A malformed record is quarantined with its reason; the good records beside it land.
+- Redelivery is expected (reliability.md §1): a copy of a message whose sync already succeeded
+  exits at once; a copy that finds its own message's attempt holding the lease (still running
+  past the visibility timeout, or dead with the lease) says "busy" and comes back once that
+  lease is released or expires. Whoever takes a lease marks the runs left "running" by dead or
+  fenced-out attempts as failed, and a run is recorded as succeeded only under the lease.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from analytics.services import sleep_sessions_upsert
@@ -41,9 +47,10 @@ class LeaseLost(Exception):
 
 @dataclass
 class SyncOutcome:
-    status: str  # "succeeded" | "failed" | "deferred" | "skipped"
+    status: str  # "succeeded" | "failed" | "deferred" | "skipped" | "busy" | "duplicate"
     run_id: int | None = None
-    retry_after: float | None = None  # for "deferred": seconds the upstream asked us to wait
+    # "deferred": seconds the upstream asked us to wait; "busy": until the lease expires.
+    retry_after: float | None = None
     transient: bool = False  # for "failed": worth retrying soon
     counts: dict = field(default_factory=dict)
 
@@ -65,6 +72,29 @@ def lease_release(connection_id: int, token: uuid.UUID) -> None:
     Connection.objects.filter(pk=connection_id, lease_token=token).update(lease_token=None, lease_expires_at=None)
 
 
+def _lease_holder(connection_id: int) -> tuple[str, float] | None:
+    """(task id, seconds until the lease expires) of the attempt holding the lease, if known.
+
+    An attempt's SyncRun carries its lease token as ``uuid``.
+    """
+    held = Connection.objects.filter(pk=connection_id, lease_token__isnull=False).values_list(
+        "lease_token", "lease_expires_at"
+    ).first()
+    if held is None:
+        return None
+    task_id = SyncRun.objects.filter(uuid=held[0]).values_list("task_id", flat=True).first()
+    if task_id is None:
+        return None
+    return task_id, max(0.0, (held[1] - timezone.now()).total_seconds())
+
+
+def _fail_stale_runs(connection_id: int) -> int:
+    """Right after taking the lease: runs still "running" belong to attempts that lost it."""
+    return SyncRun.objects.filter(connection_id=connection_id, status=SyncRunStatus.RUNNING).update(
+        status=SyncRunStatus.FAILED, finished_at=timezone.now(), error="attempt lost: worker died or lease expired"
+    )
+
+
 def _check_and_extend_lease(connection_id: int, token: uuid.UUID) -> None:
     """Inside a transaction: lock the connection row and prove we still hold the lease."""
     extended = Connection.objects.filter(pk=connection_id, lease_token=token).update(
@@ -81,6 +111,16 @@ def _commit_page(
     with transaction.atomic():
         _check_and_extend_lease(connection.pk, token)
         result = sleep_sessions_upsert(organization=connection.organization, records=records)
+        counts = {
+            "fetched": len(page.items) + len(page.quarantined),
+            "created": result.created,
+            "updated": result.updated,
+            # Includes in-page repeats of one night, so fetched = created + updated + unchanged + quarantined.
+            "unchanged": len(page.items) - result.created - result.updated,
+            "quarantined": len(page.quarantined),
+        }
+        # The run's counts move with its pages: an attempt that dies still shows what it wrote.
+        SyncRun.objects.filter(pk=run.pk).update(**{name: F(name) + value for name, value in counts.items()})
         QuarantinedRecord.objects.bulk_create(
             [
                 QuarantinedRecord(
@@ -100,14 +140,7 @@ def _commit_page(
         )
     if page.next_cursor is not None:
         link.cursor = page.next_cursor
-    return {
-        "fetched": len(page.items) + len(page.quarantined),
-        "created": result.created,
-        "updated": result.updated,
-        # Includes in-page repeats of one night, so fetched = created + updated + unchanged + quarantined.
-        "unchanged": len(page.items) - result.created - result.updated,
-        "quarantined": len(page.quarantined),
-    }
+    return counts
 
 
 def _finish(run: SyncRun, status: str, counts: dict, error: str = "") -> None:
@@ -122,12 +155,33 @@ def _finish(run: SyncRun, status: str, counts: dict, error: str = "") -> None:
 def connection_sync(*, connection_id: int, task_id: str = "") -> SyncOutcome:
     """Sync every link of one connection. Never raises for upstream trouble: says what happened."""
     token = uuid.uuid4()
+    task_id = task_id[:64]
+    if task_id and SyncRun.objects.filter(
+        connection_id=connection_id, task_id=task_id, status=SyncRunStatus.SUCCEEDED
+    ).exists():
+        # A redelivered copy of a message already synced (visibility timeout, or an ack lost
+        # at shutdown, celery#3802): the work is done.
+        logger.info("sync skipped connection=%s: task %s already succeeded", connection_id, task_id)
+        return SyncOutcome("duplicate")
     if not lease_acquire(connection_id, token):
+        holder = _lease_holder(connection_id)
+        if task_id and holder is not None and holder[0] == task_id:
+            # A copy of our own message: its first attempt still runs (redelivered past the
+            # visibility timeout) or died holding the lease (requeued after its process was
+            # lost). Only the lease tells which: come back when it is released or expires.
+            logger.info(
+                "sync busy connection=%s: a copy of its own running sync, lease expires in %.0fs",
+                connection_id, holder[1],
+            )
+            return SyncOutcome("busy", retry_after=holder[1])
         logger.info("sync skipped connection=%s: another sync holds the lease", connection_id)
         return SyncOutcome("skipped")
+    stale = _fail_stale_runs(connection_id)
+    if stale:
+        logger.warning("sync connection=%s: marked %d abandoned run(s) failed", connection_id, stale)
     connection = Connection.objects.select_related("organization").get(pk=connection_id)
     run = SyncRun.objects.create(
-        organization_id=connection.organization_id, connection=connection, task_id=task_id[:64]
+        uuid=token, organization_id=connection.organization_id, connection=connection, task_id=task_id
     )
     counts = {"fetched": 0, "created": 0, "updated": 0, "unchanged": 0, "quarantined": 0}
     started = time.monotonic()
@@ -143,6 +197,16 @@ def connection_sync(*, connection_id: int, task_id: str = "") -> SyncOutcome:
                 except UpstreamNotFound:
                     # One participant's upstream account is gone; the others still sync.
                     logger.warning("sync connection=%s link=%s: upstream user not found", connection_id, link.pk)
+        with transaction.atomic():
+            # Fenced like every page: an attempt that lost its lease never records a success.
+            _check_and_extend_lease(connection_id, token)
+            _finish(run, SyncRunStatus.SUCCEEDED, counts)
+            Connection.objects.filter(pk=connection_id).update(
+                status=ConnectionStatus.ACTIVE,
+                last_error="",
+                last_synced_at=now(),
+                next_sync_at=now() + connection.sync_interval,
+            )
     except LeaseLost:
         _finish(run, SyncRunStatus.FAILED, counts, "lease lost to a newer attempt")
         return SyncOutcome("failed", run.pk, counts=counts)
@@ -162,19 +226,17 @@ def connection_sync(*, connection_id: int, task_id: str = "") -> SyncOutcome:
         _finish(run, SyncRunStatus.FAILED, counts, f"{type(exc).__name__}")
         Connection.objects.filter(pk=connection_id).update(last_error=type(exc).__name__)
         return SyncOutcome("failed", run.pk, transient=not exc.permanent, counts=counts)
+    except SoftTimeLimitExceeded:
+        # The task's time is up (a slow or flaky upstream). Committed pages stay and the
+        # cursors moved with them, so a retry resumes where this attempt stopped.
+        _finish(run, SyncRunStatus.FAILED, counts, "time limit reached")
+        return SyncOutcome("failed", run.pk, transient=True, counts=counts)
     except BaseException:
         _finish(run, SyncRunStatus.FAILED, counts, "internal error")
         raise
     finally:
         lease_release(connection_id, token)
 
-    _finish(run, SyncRunStatus.SUCCEEDED, counts)
-    Connection.objects.filter(pk=connection_id).update(
-        status=ConnectionStatus.ACTIVE,
-        last_error="",
-        last_synced_at=now(),
-        next_sync_at=now() + connection.sync_interval,
-    )
     logger.info(
         "sync done connection=%s fetched=%d created=%d updated=%d unchanged=%d quarantined=%d seconds=%.2f",
         connection_id, counts["fetched"], counts["created"], counts["updated"], counts["unchanged"],

@@ -3,7 +3,7 @@
 Tasks take ids, never model instances; they are idempotent (a redelivered sync finds the
 lease held or re-upserts the same rows), acked late and requeued if their process dies
 (config/settings/base.py). Retries: transient upstream faults back off exponentially with
-jitter; a rate-limit wait longer than MAX_COUNTDOWN_SECONDS is never a Celery countdown
+jitter; a rate-limit wait longer than ``max_countdown_seconds()`` is never a Celery countdown
 (Redis would redeliver it after the visibility timeout) but the connection's next_sync_at.
 """
 
@@ -24,6 +24,21 @@ def _backoff(retries: int) -> float:
     return random.uniform(1, min(MAX_COUNTDOWN_SECONDS, 2 ** (retries + 2)))
 
 
+def max_countdown_seconds() -> float:
+    """The longest countdown a retry may wait: MAX_COUNTDOWN_SECONDS, and less on Redis.
+
+    A retry message is delivered at once and held, unacked, until its ETA; Redis redelivers
+    it if it is still unacked a visibility timeout later, so waiting plus running (at most
+    the hard time limit) must fit inside that timeout (reliability.md §1). 0: no countdown.
+    """
+    from django.conf import settings
+
+    visibility_timeout = getattr(settings, "CELERY_VISIBILITY_TIMEOUT", None)
+    if visibility_timeout is None:  # the filesystem broker has no visibility timeout
+        return float(MAX_COUNTDOWN_SECONDS)
+    return float(max(0, min(MAX_COUNTDOWN_SECONDS, visibility_timeout - settings.CELERY_TASK_TIME_LIMIT)))
+
+
 @shared_task(name="integrations.schedule_due_syncs", acks_late=False, time_limit=60, soft_time_limit=50)
 def schedule_due_syncs_task() -> int:
     """Beat, every minute: enqueue a sync for each connection whose next_sync_at has passed."""
@@ -41,13 +56,23 @@ def sync_connection_task(self, connection_id: int) -> str:
     from .sync import connection_sync
 
     outcome = connection_sync(connection_id=connection_id, task_id=self.request.id or "")
+    can_retry = self.request.retries < self.max_retries
+    limit = max_countdown_seconds()
     if outcome.status == "deferred" and outcome.retry_after is not None:
-        if outcome.retry_after <= MAX_COUNTDOWN_SECONDS and self.request.retries < self.max_retries:
-            raise self.retry(countdown=outcome.retry_after + random.uniform(0, 1))
+        wait = outcome.retry_after + random.uniform(0, 1)
+        if wait <= limit and can_retry:
+            raise self.retry(countdown=wait)
         return outcome.status  # next_sync_at already holds the long wait
+    if outcome.status == "busy":
+        # Our own message's earlier attempt holds the lease: look again when it expires, in
+        # hops no longer than a countdown may be. Without a countdown, or out of retries, leave
+        # it: the attempt is alive, or beat re-claims the connection after the lease.
+        if limit > 0 and can_retry:
+            raise self.retry(countdown=min(outcome.retry_after + random.uniform(0.5, 1.5), limit))
+        return "skipped"
     if outcome.status == "failed" and outcome.transient:
-        if self.request.retries < self.max_retries:
-            raise self.retry(countdown=_backoff(self.request.retries))
+        if can_retry:
+            raise self.retry(countdown=min(_backoff(self.request.retries), limit))
         # Out of retries: beat tries again at the next interval.
         connection = Connection.objects.filter(pk=connection_id).only("sync_interval").first()
         if connection is not None:
@@ -81,3 +106,100 @@ def pull_average_stats_task(self, connection_id: int) -> int:
         retry_after = getattr(exc, "retry_after", None) or _backoff(self.request.retries)
         # Snapshots are idempotent upserts: a retry simply writes them again.
         raise self.retry(countdown=min(retry_after, MAX_COUNTDOWN_SECONDS)) from None
+
+
+# --- PSG scoring (integrations/psg.py) ----------------------------------------------------------
+# Submit uploads a whole recording (up to PSG_MAX_UPLOAD_BYTES): it gets more time than the
+# global limit, still far below the broker's visibility timeout. A poll is a few small calls.
+PSG_SUBMIT_SOFT_TIME_LIMIT, PSG_SUBMIT_TIME_LIMIT = 840, 900
+PSG_POLL_SOFT_TIME_LIMIT, PSG_POLL_TIME_LIMIT = 100, 120
+PSG_SUBMIT_MAX_RETRIES = 8
+# Poll countdowns: U-Sleep scores a night in a minute or two, so look early and often, then
+# settle at the cap (Grand Challenge jobs may queue for a while).
+PSG_POLL_COUNTDOWNS = (2, 5, 10, 20, 30, 60)
+PSG_POLL_MAX_COUNTDOWN = 120
+# About six hours of polling at the cap; then the recording fails as "scoring_timeout".
+PSG_POLL_MAX_RETRIES = 180
+
+
+def psg_poll_countdown(retries: int, retry_after: float | None = None) -> float:
+    """Seconds before poll number ``retries + 1``: the schedule, then the cap; never sooner
+    than the upstream asked, never longer than MAX_COUNTDOWN_SECONDS."""
+    countdown = PSG_POLL_COUNTDOWNS[retries] if retries < len(PSG_POLL_COUNTDOWNS) else PSG_POLL_MAX_COUNTDOWN
+    if retry_after is not None:
+        countdown = max(countdown, retry_after)
+    return float(min(countdown, MAX_COUNTDOWN_SECONDS))
+
+
+def _psg_task_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+    """An unexpected error (or the soft time limit) ended a PSG task: record it."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from .psg import psg_recording_fail
+
+    recording_id = args[0] if args else kwargs.get("recording_id")
+    if recording_id is not None:
+        error = "timeout" if isinstance(exc, SoftTimeLimitExceeded) else "internal_error"
+        psg_recording_fail(recording_id=recording_id, error=error)
+
+
+@shared_task(
+    bind=True,
+    name="integrations.psg_submit",
+    max_retries=PSG_SUBMIT_MAX_RETRIES,
+    soft_time_limit=PSG_SUBMIT_SOFT_TIME_LIMIT,
+    time_limit=PSG_SUBMIT_TIME_LIMIT,
+    on_failure=_psg_task_failure,
+)
+def psg_submit_task(self, recording_id: int) -> str:
+    """Send a recording to its scorer, then hand over to psg_poll_task."""
+    from .psg import PsgStep, psg_recording_fail, psg_recording_submit
+
+    outcome = psg_recording_submit(recording_id=recording_id)
+    if outcome.step is PsgStep.SUBMITTED:
+        # Also on a re-run after a crash between commit and enqueue: a second poll chain is
+        # harmless (polls are idempotent), a missing one would strand the recording.
+        psg_poll_task.apply_async(args=[recording_id], countdown=psg_poll_countdown(0))
+    elif outcome.step is PsgStep.RETRY or outcome.cleanup_pending:
+        if self.request.retries < self.max_retries:
+            wait = _backoff(self.request.retries)
+            if outcome.retry_after is not None:
+                wait = max(wait, min(outcome.retry_after, MAX_COUNTDOWN_SECONDS) + random.uniform(0, 1))
+            raise self.retry(countdown=wait)
+        if outcome.step is PsgStep.RETRY:
+            outcome = psg_recording_fail(recording_id=recording_id, error=outcome.error or "upstream_unavailable")
+    return outcome.step.value
+
+
+@shared_task(
+    bind=True,
+    name="integrations.psg_poll",
+    max_retries=PSG_POLL_MAX_RETRIES,
+    soft_time_limit=PSG_POLL_SOFT_TIME_LIMIT,
+    time_limit=PSG_POLL_TIME_LIMIT,
+    on_failure=_psg_task_failure,
+)
+def psg_poll_task(self, recording_id: int) -> str:
+    """One look at the scorer; re-run by ``retry(countdown=...)`` until it is done."""
+    from .psg import PsgStep, psg_recording_fail, psg_recording_poll
+
+    outcome = psg_recording_poll(recording_id=recording_id)
+    if outcome.step in (PsgStep.PENDING, PsgStep.RETRY) or outcome.cleanup_pending:
+        if self.request.retries < self.max_retries:
+            raise self.retry(countdown=psg_poll_countdown(self.request.retries, outcome.retry_after))
+        if outcome.step is PsgStep.PENDING:
+            outcome = psg_recording_fail(recording_id=recording_id, error="scoring_timeout")
+        elif outcome.step is PsgStep.RETRY:
+            outcome = psg_recording_fail(recording_id=recording_id, error=outcome.error or "upstream_unavailable")
+    return outcome.step.value
+
+
+@shared_task(bind=True, name="integrations.psg_upstream_delete", max_retries=MAX_RETRIES, time_limit=60, soft_time_limit=50)
+def psg_upstream_delete_task(self, connection_id: int, session_name: str) -> str:
+    """Delete the U-Sleep session of a recording deleted while it was being scored."""
+    from .psg import PsgStep, usleep_orphan_delete
+
+    outcome = usleep_orphan_delete(connection_id=connection_id, session_name=session_name)
+    if outcome.step is PsgStep.RETRY and self.request.retries < self.max_retries:
+        raise self.retry(countdown=_backoff(self.request.retries))
+    return outcome.step.value

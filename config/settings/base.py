@@ -216,7 +216,13 @@ else:
     # Keep task_time_limit below the visibility timeout, or a long task is redelivered
     # while it still runs (shared/reliability.md §1). Same value in every place.
     CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+        # A worker sweeps `unacked` for messages past the visibility timeout every
+        # interval × throttle seconds (kombu: 10 × 10); a short timeout needs a faster sweep.
+        "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=10),
+        "unacked_restore_throttle": env.int("CELERY_UNACKED_RESTORE_THROTTLE", default=10),
+    }
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
@@ -337,8 +343,11 @@ PSG_MAX_UPLOAD_BYTES = env.int("PSG_MAX_UPLOAD_BYTES", default=512 * 1024 * 1024
 # CA bundle (PEM) trusted for upstream TLS besides the system store: a self-signed scorer
 # such as the local Grand Challenge simulator. Empty: the system trust store only.
 UPSTREAM_CA_BUNDLE = env.str("UPSTREAM_CA_BUNDLE", default="")
-# The OpenAPI schema names the PSG status enum itself ("status" fields differ per model).
+# The OpenAPI schema names each model's status enum ("status" fields differ per model;
+# without names drf-spectacular warns and `check --deploy` fails).
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),
+    "ConnectionStatusEnum": "integrations.models.ConnectionStatus",
+    "SyncRunStatusEnum": "integrations.models.SyncRunStatus",
     "PsgRecordingStatusEnum": "integrations.models.PsgStatus",
 }

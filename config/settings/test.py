@@ -1,11 +1,19 @@
 """Test settings: the base settings with speed-ups only; behaviour is the same."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("DJANGO_DEBUG", "false")
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-only-for-the-test-suite-0123456789abcdef")
 os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "dGVzdC1vbmx5LWZlcm5ldC1rZXktMzItYnl0ZXMtISE=")
 os.environ.setdefault("PLATFORM_ENV_FILE", "/nonexistent")
+if "PLATFORM_MEDIA_ROOT" not in os.environ:
+    # Uploads (PSG recordings) land in a folder of this run, not in the repository's var/;
+    # worker subprocesses inherit the variable, so they read the same files.
+    os.environ["PLATFORM_MEDIA_ROOT"] = tempfile.mkdtemp(prefix="sleep-test-media-")
+    atexit.register(shutil.rmtree, os.environ["PLATFORM_MEDIA_ROOT"], ignore_errors=True)
 
 from .base import *  # noqa: E402,F403
 from .base import DATABASES, REST_FRAMEWORK, VAR_DIR  # noqa: E402

@@ -529,13 +529,17 @@ class AsleepClient(ProviderClient):
         Each yielded page holds the nights of one summary page plus every quarantined record.
         ``next_cursor`` is the ISO date (request timezone) to use as ``date_gte`` next time:
         the earliest start of a session not yet COMPLETE, else the latest start seen. Offset
-        paging can drift when sessions appear mid-scan, so ids are de-duplicated here and the
-        sync engine re-reads from that date (reliability.md §2).
+        paging can drift when sessions appear mid-scan (reliability.md §2): ids are
+        de-duplicated here, and once a page repeats an id from an earlier page (a night was
+        inserted before our offset, so this scan skipped it) the cursor falls back to where
+        this scan started (``date_gte``, or ``""`` for the whole history), so the next sync
+        reads the range again.
         """
         tz = self._tz(timezone)
         seen: set[str] = set()
         pending_min: date | None = None
         latest: date | None = date_gte
+        drifted = False
         offset = 0
         while True:
             page = self.list_sessions(
@@ -550,6 +554,7 @@ class AsleepClient(ProviderClient):
             bad: list[QuarantinedRecord] = list(page.quarantined)
             for summary in page.items:
                 if summary.session_id in seen:
+                    drifted = True  # shifted by an insert before our offset
                     continue
                 seen.add(summary.session_id)
                 latest = max(latest, summary.start_date) if latest else summary.start_date
@@ -576,12 +581,11 @@ class AsleepClient(ProviderClient):
                     continue
                 sessions.append(night)
             cursor_date = pending_min or latest
-            yield Page(
-                tuple(sessions),
-                tuple(bad),
-                cursor_date.isoformat() if cursor_date else None,
-                page.has_more,
-            )
+            if drifted:
+                next_cursor = date_gte.isoformat() if date_gte else ""
+            else:
+                next_cursor = cursor_date.isoformat() if cursor_date else None
+            yield Page(tuple(sessions), tuple(bad), next_cursor, page.has_more)
             if not page.has_more:
                 return
             offset = page.next_cursor

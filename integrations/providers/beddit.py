@@ -26,6 +26,7 @@ Any other code quarantines the record. ``start``/``end`` snap to the epoch grid 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Annotated, Any
@@ -403,15 +404,61 @@ class BedditClient(ProviderClient):
 
         No ``limit`` is sent: the order of an updated_after result is undocumented, so a cut
         page whose max ``updated`` became the cursor could skip records. ``next_cursor`` is a
-        ``BedditCursor.to_json()`` value; store it only after the page is committed.
+        ``BedditCursor.to_json()`` value; store it only after the page is committed. An
+        upstream that caps its answers anyway needs ``iter_sleeps``.
+        """
+        return self._fetch_since(cursor or BedditCursor(), self._user(user_id), None)[0]
+
+    def iter_sleeps(
+        self, cursor: BedditCursor | None = None, *, user_id: int | None = None
+    ) -> Iterator[Page[CanonicalSession]]:
+        """Pages of everything updated since the cursor, even from an upstream that caps answers.
+
+        The first answer is ``fetch_sleeps``'s; the first page is yielded even when empty,
+        later ones only with records. While answers bring records, ask again for
+        ``updated >= `` the newest ``updated`` of the last answer (strictly greater than one
+        float step below it): nights that tie with it across a cut are re-read and their
+        delivered twins dropped by key. Stop when an answer brings nothing new and reaches
+        the newest ``updated`` known. An answer made only of nights seen already but cut
+        below that newest value (the lookback window held more than a cap) steps past
+        them the same way. The one thing this cannot page through is more nights sharing a
+        single ``updated`` value than the upstream serves at once; those beyond the cap
+        are read once their night changes again.
         """
         cursor = cursor or BedditCursor()
         uid = self._user(user_id)
-        since = (
-            0.0
-            if cursor.updated_after is None
-            else max(0.0, cursor.updated_after - CURSOR_LOOKBACK_SECONDS)
-        )
+        since: float | None = None
+        first = True
+        while True:
+            page, asked, newest, fresh = self._fetch_since(cursor, uid, since)
+            if first or page.items or page.quarantined:
+                yield page
+            first = False
+            cursor = BedditCursor.from_json(page.next_cursor)
+            if newest is None:
+                return  # an empty answer: nothing after `asked`
+            if not fresh and cursor.updated_after is not None and newest >= cursor.updated_after:
+                return  # only nights delivered already, up to the newest we know
+            step = math.nextafter(newest, -math.inf)  # next: updated >= newest
+            if step <= asked:
+                step = newest  # the whole answer tied at one value: go past it
+                if step <= asked:
+                    return
+            since = step
+
+    def _fetch_since(
+        self, cursor: BedditCursor, uid: int, since: float | None
+    ) -> tuple[Page[CanonicalSession], float, float | None, int]:
+        """One updated_after call: (page, the updated_after asked, newest updated, new nights).
+
+        ``since`` None asks from the cursor minus the lookback.
+        """
+        if since is None:
+            since = (
+                0.0
+                if cursor.updated_after is None
+                else max(0.0, cursor.updated_after - CURSOR_LOOKBACK_SECONDS)
+            )
         payload = self._authorized(
             "GET", f"/api/v1/user/{uid}/sleep", params={"updated_after": repr(since)}
         )
@@ -421,19 +468,22 @@ class BedditClient(ProviderClient):
             )
         keyed: dict[str, tuple[float, Any]] = {}
         unkeyed, stamps = [], []
+        newest: float | None = None
         for raw in payload:
             key_updated = _key_and_updated(raw)
             if key_updated is None:
                 unkeyed.append(raw)  # malformed: it will be quarantined
                 continue
             key, updated = key_updated
+            newest = updated if newest is None else max(newest, updated)
             if key in cursor.seen and updated <= cursor.seen[key]:
                 continue  # the overlap we asked for again: already delivered
             stamps.append(key_updated)
             if key not in keyed or updated >= keyed[key][0]:
                 keyed[key] = (updated, raw)  # one record per night per batch, the newest
         good, bad = self._parse([raw for _, raw in keyed.values()] + unkeyed, uid)
-        return Page(tuple(good), tuple(bad), advance_cursor(cursor, stamps).to_json(), False)
+        page = Page(tuple(good), tuple(bad), advance_cursor(cursor, stamps).to_json(), False)
+        return page, since, newest, len(stamps)
 
     # Reference: shared/upstreams.md §4.2 "GET /api/v1/user/:id/sleep" (start_date, end_date)
     def fetch_sleeps_between(

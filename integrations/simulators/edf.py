@@ -2,8 +2,8 @@
 
 Enough EDF for the PSG-scoring simulators, the tests and the demo: ``make_edf`` writes a
 valid file (256-byte header, 256 bytes per signal header, int16 little-endian data
-records) with synthetic signals; ``read_header`` validates and parses one, raising only
-``EdfError``.
+records) with synthetic signals; ``read_header`` (from ``integrations/edf.py``, the
+production parser) validates and parses one, raising only ``EdfError``.
 
 Layout of the header (all fields ASCII, left-aligned, space-padded):
   8 version "0" | 80 patient id | 80 recording id | 8 start date dd.mm.yy |
@@ -16,14 +16,21 @@ then, field by field for all ns signals: 16 label | 80 transducer | 8 physical d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
-HEADER_BYTES = 256
-SIGNAL_HEADER_BYTES = 256
-MAX_SIGNALS = 512
+# The header parser is production code (uploads are validated with it); re-exported here so
+# the simulators and their tests keep one import.
+from ..edf import (  # noqa: F401
+    HEADER_BYTES,
+    MAX_SIGNALS,
+    SIGNAL_HEADER_BYTES,
+    EdfError,
+    EdfHeader,
+    EdfSignal,
+    read_header,
+)
 
 # (label, sampling rate Hz, physical dimension, physical min, physical max)
 DEFAULT_CHANNELS: tuple[tuple[str, int, str, float, float], ...] = (
@@ -37,51 +44,6 @@ DEFAULT_CHANNELS: tuple[tuple[str, int, str, float, float], ...] = (
 _EEG_UV = np.array([5, 20, 30, 40, 90, 25, 35], dtype=np.float64)
 _EOG_UV = np.array([5, 40, 20, 10, 10, 60, 15], dtype=np.float64)
 _EMG_UV = np.array([2, 30, 15, 10, 8, 3, 10], dtype=np.float64)
-
-
-class EdfError(ValueError):
-    """The bytes are not a valid EDF file."""
-
-
-@dataclass(frozen=True, slots=True)
-class EdfSignal:
-    label: str
-    transducer: str
-    physical_dimension: str
-    physical_min: float
-    physical_max: float
-    digital_min: int
-    digital_max: int
-    prefiltering: str
-    samples_per_record: int
-
-    def sampling_rate(self, record_duration: float) -> float:
-        return self.samples_per_record / record_duration
-
-
-@dataclass(frozen=True, slots=True)
-class EdfHeader:
-    patient: str
-    recording: str
-    start: datetime  # naive local time, as EDF stores it
-    header_bytes: int
-    reserved: str
-    n_records: int
-    record_duration: float  # seconds
-    signals: tuple[EdfSignal, ...]
-
-    @property
-    def duration(self) -> float:
-        """Recording length in seconds."""
-        return self.n_records * self.record_duration
-
-    @property
-    def record_bytes(self) -> int:
-        return 2 * sum(s.samples_per_record for s in self.signals)
-
-    @property
-    def labels(self) -> list[str]:
-        return [s.label for s in self.signals]
 
 
 def _field(value: object, width: int) -> bytes:
@@ -174,107 +136,6 @@ def make_edf(
         signals.append(digital.reshape(n_records, n))
     records = np.concatenate(signals, axis=1) if signals else np.zeros((n_records, 0), "<i2")
     return header + records.astype("<i2").tobytes()
-
-
-def _ascii(raw: bytes, what: str) -> str:
-    try:
-        return raw.decode("ascii").strip()
-    except UnicodeDecodeError:
-        raise EdfError(f"{what} is not ASCII") from None
-
-
-def _int(raw: bytes, what: str) -> int:
-    text = _ascii(raw, what)
-    try:
-        return int(text)
-    except ValueError:
-        raise EdfError(f"{what} is not an integer: {text!r}") from None
-
-
-def _float(raw: bytes, what: str) -> float:
-    text = _ascii(raw, what)
-    try:
-        value = float(text)
-    except ValueError:
-        raise EdfError(f"{what} is not a number: {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise EdfError(f"{what} is not a finite number")
-    return value
-
-
-def read_header(data: bytes, *, check_size: bool = True) -> EdfHeader:
-    """Parse and validate the header of an EDF file held in ``data``.
-
-    With ``check_size`` the data section must hold every declared data record.
-    """
-    if len(data) < HEADER_BYTES:
-        raise EdfError("shorter than an EDF header (256 bytes)")
-    if data[:8] != b"0       ":
-        raise EdfError("not an EDF file (version field is not '0')")
-    patient = _ascii(data[8:88], "patient id")
-    recording = _ascii(data[88:168], "recording id")
-    d, t = _ascii(data[168:176], "start date"), _ascii(data[176:184], "start time")
-    try:
-        start = datetime.strptime(f"{d} {t}", "%d.%m.%y %H.%M.%S")
-    except ValueError:
-        raise EdfError(f"bad start date/time {d!r} {t!r}") from None
-    header_bytes = _int(data[184:192], "header bytes")
-    reserved = _ascii(data[192:236], "reserved")
-    n_records = _int(data[236:244], "number of data records")
-    record_duration = _float(data[244:252], "data record duration")
-    ns = _int(data[252:256], "number of signals")
-    if not 1 <= ns <= MAX_SIGNALS:
-        raise EdfError(f"number of signals {ns} out of range 1..{MAX_SIGNALS}")
-    if header_bytes != HEADER_BYTES + ns * SIGNAL_HEADER_BYTES:
-        raise EdfError("header byte count does not match the number of signals")
-    if len(data) < header_bytes:
-        raise EdfError("truncated signal headers")
-    if not 0 < record_duration <= 86400:
-        raise EdfError("data record duration must be positive")
-
-    pos = HEADER_BYTES
-    widths = (16, 80, 8, 8, 8, 8, 8, 80, 8, 32)
-    cols: list[list[bytes]] = []
-    for w in widths:
-        cols.append([data[pos + i * w : pos + (i + 1) * w] for i in range(ns)])
-        pos += w * ns
-    signals = []
-    for i in range(ns):
-        sig = EdfSignal(
-            label=_ascii(cols[0][i], "label"),
-            transducer=_ascii(cols[1][i], "transducer"),
-            physical_dimension=_ascii(cols[2][i], "physical dimension"),
-            physical_min=_float(cols[3][i], "physical minimum"),
-            physical_max=_float(cols[4][i], "physical maximum"),
-            digital_min=_int(cols[5][i], "digital minimum"),
-            digital_max=_int(cols[6][i], "digital maximum"),
-            prefiltering=_ascii(cols[7][i], "prefiltering"),
-            samples_per_record=_int(cols[8][i], "samples per record"),
-        )
-        if sig.samples_per_record <= 0 or sig.samples_per_record > 10_000_000:
-            raise EdfError(f"signal {i}: samples per record out of range")
-        if sig.digital_min >= sig.digital_max or sig.physical_min == sig.physical_max:
-            raise EdfError(f"signal {i}: empty digital or physical range")
-        signals.append(sig)
-
-    record_bytes = 2 * sum(s.samples_per_record for s in signals)
-    available = (len(data) - header_bytes) // record_bytes
-    if n_records == -1:  # "unknown" is allowed while recording; count what is there
-        n_records = available
-    if n_records <= 0:
-        raise EdfError("no data records")
-    if check_size and available < n_records:
-        raise EdfError(f"file holds {available} data records, header declares {n_records}")
-    return EdfHeader(
-        patient=patient,
-        recording=recording,
-        start=start,
-        header_bytes=header_bytes,
-        reserved=reserved,
-        n_records=n_records,
-        record_duration=record_duration,
-        signals=tuple(signals),
-    )
 
 
 def data_section(data: bytes, header: EdfHeader) -> bytes:

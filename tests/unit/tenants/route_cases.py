@@ -7,12 +7,14 @@ fails those tests, so a new endpoint cannot ship untested.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from django.apps import apps
 
 from integrations.api import ConnectionViewSet, ParticipantLinkViewSet, QuarantinedRecordViewSet, SyncRunViewSet
+from integrations.api_psg import PsgRecordingViewSet
 from tenants.api.views import DepartmentViewSet, MembershipViewSet, OrganizationViewSet, ParticipantViewSet
 from tenants.models import Organization
 from tenants.roles import Role
@@ -33,10 +35,21 @@ class RouteCase:
     # The object a caller with `role` acts on in its own organization.
     make: Callable[[Any, Role], Any]
     payloads: dict[str, Callable[[Any, Any], dict]] = field(default_factory=dict)
+    # Actions whose valid request is a multipart upload: the files it carries (the payload
+    # rides along as form fields). Without them a request is JSON.
+    uploads: dict[str, Callable[[Any, Any], dict]] = field(default_factory=dict)
 
     def payload(self, action: str, world, obj) -> dict | None:
         builder = self.payloads.get(action)
         return builder(world, obj) if builder else None
+
+    def send(self, client, method: str, path: str, action: str, world, obj, payload: dict | None):
+        """The request a well-behaved client sends for ``action``: JSON, or a multipart upload."""
+        files = self.uploads.get(action)
+        if files is None:
+            body = json.dumps(payload) if payload is not None else ""
+            return client.generic(method.upper(), path, body, content_type="application/json")
+        return getattr(client, method.lower())(path, {**(payload or {}), **files(world, obj)}, format="multipart")
 
 
 def _participant_payload(world, obj) -> dict:
@@ -128,6 +141,85 @@ CASES.update({
         make=lambda world, role: QuarantinedRecordFactory(connection=ConnectionFactory(organization=world.org))
     ),
 })
+
+
+def _psg_connection(organization):
+    return ConnectionFactory(organization=organization, provider="usleep", credentials={"token": "t"})
+
+
+def _psg_recording(organization):
+    from datetime import UTC, datetime
+
+    from integrations.models import PsgRecording
+
+    # No file is written: the row names one, and deleting a missing file is a no-op.
+    return PsgRecording.objects.create(
+        organization=organization, participant=ParticipantFactory(organization=organization),
+        connection=_psg_connection(organization), file=f"psg/org-{organization.pk}/missing.edf",
+        size=1024, edf_start=datetime(2026, 1, 1, 22, tzinfo=UTC), edf_duration_seconds=60.0,
+        edf_channels=["EEG C3-M2"], timezone="Europe/Berlin",
+    )
+
+
+def _tiny_edf():
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from integrations.simulators.edf import make_edf
+
+    return SimpleUploadedFile("night.edf", make_edf(60), content_type="application/octet-stream")
+
+
+CASES.update({
+    PsgRecordingViewSet: RouteCase(
+        make=lambda world, role: _psg_recording(world.org),
+        # The bad-input tests post these as JSON, which a multipart-only create refuses (400).
+        payloads={
+            "create": lambda w, o: {
+                "participant": str(ParticipantFactory(organization=w.org).uuid),
+                "connection": str(_psg_connection(w.org).uuid),
+            },
+        },
+        uploads={"create": lambda w, o: {"file": _tiny_edf()}},
+    ),
+})
+
+
+def _stored_night(world, role):
+    """A scored night of the participant a caller with ``role`` may look at (the member's own)."""
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from analytics.models import SleepSession
+    from analytics.services import sleep_sessions_upsert
+    from ..analytics.nights import Record
+
+    participant = world.member_participant if role == Role.MEMBER else ParticipantFactory(organization=world.org)
+    stages = np.full(960, 2, dtype=np.int8)
+    stages[:20] = 0
+    record = Record.night(f"route-{participant.pk}", datetime(2026, 3, 1, 22, tzinfo=UTC), stages)
+    sleep_sessions_upsert(organization=world.org, records=[(participant.pk, record, f"h-{participant.pk}")])
+    return SleepSession.objects.get(participant=participant, upstream_id=record.upstream_id)
+
+
+def _analytics_cases() -> dict:
+    from analytics.api import (
+        CohortReportViewSet,
+        NightViewSet,
+        TrendReportViewSet,
+        WeeklyParticipantReportViewSet,
+        WeeklyReportViewSet,
+    )
+
+    # Report routes have no id in their path: the stored night only gives them rows to answer with.
+    return {
+        view: RouteCase(make=_stored_night)
+        for view in (NightViewSet, CohortReportViewSet, TrendReportViewSet, WeeklyParticipantReportViewSet,
+                     WeeklyReportViewSet)
+    }
+
+
+CASES.update(_analytics_cases())
 
 
 def case_for(view_class) -> RouteCase:

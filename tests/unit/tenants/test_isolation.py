@@ -74,7 +74,8 @@ def test_it_hides_organization_a_from_members_of_b(world_a, world_b, route_metho
                 related_a = field.related_model.objects.for_org(world_a.org).first()
                 assert related_a is not None, f"seed org A with a {field.related_model.__name__}"
                 target = route.path(world_b.org.slug, getattr(obj_b, "uuid", None))
-                response = _send(client, method, target, dict(payload_b, **{name: str(related_a.uuid)}))
+                foreign_payload = dict(payload_b, **{name: str(related_a.uuid)})
+                response = case.send(client, method, target, action, world_b, obj_b, foreign_payload)
                 assert response.status_code in (400, 403), response.content
 
     assert org_checksum(world_a.org) == before

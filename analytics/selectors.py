@@ -1,0 +1,174 @@
+"""Reads of the sleep store for the engine: frames of NightlyMetrics per organization and range.
+
+Every read goes through ``Model.objects.for_org(organization)``. Frames are built from
+``values_list`` (no model instances) so a 10,000-person, 90-night report is two queries
+and one pandas frame, never a loop over people (style.md rules 26, 29; design.md flow 5).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from analytics.models import NightlyMetrics, SleepSession
+from tenants.models import Organization, Participant
+
+# Columns every analytics frame carries (NightlyMetrics field -> frame column).
+NIGHT_COLUMNS = {
+    "participant_id": "participant_id",
+    "night_date": "night_date",
+    "is_nap": "is_nap",
+    "is_main_sleep": "is_main_sleep",
+    "score": "score",
+    "tst_min": "tst_min",
+    "se_pct": "se_pct",
+    "waso_min": "waso_min",
+}
+# Clock columns for weekly summaries: stored as local TimeFields, handed to the engine as
+# minutes past local midnight (weekly.py's input; the engine's name for wake time differs).
+CLOCK_COLUMNS = {
+    "bedtime_local": "bedtime_local",
+    "midsleep_local": "midsleep_local",
+    "wake_time_local": "waketime_local",
+}
+DEPARTMENT_COLUMN = "department"
+ATTRIBUTE_PREFIX = "attr:"
+# SRI needs every epoch of every session: keep its windows short (about 1 KB a night).
+SRI_MAX_WINDOW_DAYS = 31
+
+
+def _minutes(values: Iterable) -> np.ndarray:
+    return np.fromiter(
+        (np.nan if v is None else v.hour * 60 + v.minute + v.second / 60 for v in values), dtype=float
+    )
+
+
+def nightly_metrics_frame(
+    *,
+    organization: Organization,
+    start: dt.date,
+    end: dt.date,
+    participant_ids: Sequence[int] | None = None,
+    include_naps: bool = False,
+    with_clock: bool = False,
+) -> pd.DataFrame:
+    """One row per stored night of ``organization`` with ``start <= night_date <= end``.
+
+    One query. Main sleeps only unless ``include_naps`` (then every stored sleep, with
+    ``is_nap`` / ``is_main_sleep`` to tell them apart). Columns: ``participant_id``,
+    ``night_date`` (datetime64, local wake-up date), ``is_nap``, ``is_main_sleep``,
+    ``score`` (0-100), ``tst_min``, ``se_pct`` (%), ``waso_min`` (float, NaN where
+    undefined); with ``with_clock`` also ``bedtime_local``, ``midsleep_local``,
+    ``waketime_local`` (minutes past local midnight).
+    """
+    queryset = NightlyMetrics.objects.for_org(organization).filter(night_date__gte=start, night_date__lte=end)
+    if not include_naps:
+        queryset = queryset.filter(is_main_sleep=True, is_nap=False)
+    if participant_ids is not None:
+        queryset = queryset.filter(participant_id__in=list(participant_ids))
+    fields = list(NIGHT_COLUMNS) + (list(CLOCK_COLUMNS) if with_clock else [])
+    rows = list(queryset.order_by().values_list(*fields))
+    columns = list(NIGHT_COLUMNS.values()) + (list(CLOCK_COLUMNS.values()) if with_clock else [])
+    if not rows:
+        frame = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
+        frame["participant_id"] = frame["participant_id"].astype(np.int64)
+        frame["night_date"] = pd.Series(dtype="datetime64[ns]")
+        frame["is_nap"] = frame["is_nap"].astype(bool)
+        frame["is_main_sleep"] = frame["is_main_sleep"].astype(bool)
+        return frame
+    data = list(zip(*rows, strict=True))
+    frame = pd.DataFrame(
+        {
+            "participant_id": np.asarray(data[0], dtype=np.int64),
+            "night_date": pd.to_datetime(pd.Series(data[1])).astype("datetime64[ns]"),
+            "is_nap": np.asarray(data[2], dtype=bool),
+            "is_main_sleep": np.asarray(data[3], dtype=bool),
+            **{
+                name: pd.to_numeric(pd.Series(data[i], dtype=object), errors="coerce").astype(float)
+                for i, name in enumerate(("score", "tst_min", "se_pct", "waso_min"), start=4)
+            },
+        }
+    )
+    if with_clock:
+        for i, name in enumerate(CLOCK_COLUMNS.values(), start=len(NIGHT_COLUMNS)):
+            frame[name] = _minutes(data[i])
+    return frame
+
+
+def participants_frame(
+    *, organization: Organization, attributes: Sequence[str] = (), participant_ids: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """The organization's participants for grouping, indexed by ``participant_id``.
+
+    One query. Columns: ``uuid`` (str), ``department`` (name or None), ``birth_year``,
+    and ``attr:<name>`` for each requested attribute (string value or None).
+    """
+    queryset = Participant.objects.for_org(organization)
+    if participant_ids is not None:
+        queryset = queryset.filter(pk__in=list(participant_ids))
+    rows = list(queryset.order_by("pk").values_list("pk", "uuid", "department__name", "birth_year", "attributes"))
+    frame = pd.DataFrame(
+        {
+            "uuid": [str(r[1]) for r in rows],
+            DEPARTMENT_COLUMN: np.array([r[2] for r in rows], dtype=object),
+            "birth_year": np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=float),
+        },
+        index=pd.Index([r[0] for r in rows], name="participant_id", dtype=np.int64),
+    )
+    for name in attributes:
+        # One pass per requested attribute over participants (not nights): values are strings.
+        values = [(r[4] or {}).get(name) if isinstance(r[4], dict) else None for r in rows]
+        frame[ATTRIBUTE_PREFIX + name] = np.array([None if v is None else str(v) for v in values], dtype=object)
+    return frame
+
+
+def cohort_frame(
+    *, organization: Organization, start: dt.date, end: dt.date, group_by: Sequence[str], include_naps: bool = False
+) -> pd.DataFrame:
+    """Nights of ``nightly_metrics_frame`` joined with the grouping columns ``group_by``.
+
+    ``group_by`` holds ``department`` and/or ``attr:<name>``; the frame gets one column of
+    that exact name per entry (labels as strings, None when unset).
+    """
+    nights = nightly_metrics_frame(organization=organization, start=start, end=end, include_naps=include_naps)
+    attributes = [g[len(ATTRIBUTE_PREFIX):] for g in group_by if g.startswith(ATTRIBUTE_PREFIX)]
+    people = participants_frame(organization=organization, attributes=attributes)
+    return nights.join(people[list(group_by)], on="participant_id")
+
+
+def session_stages_frame(
+    *, organization: Organization, start: dt.date, end: dt.date, participant_ids: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """Sessions (naps included) whose night falls in a bounded window, with their stages.
+
+    For the Sleep Regularity Index (``regularity.sleep_regularity_index`` input: columns
+    ``participant_id``, ``start`` (UTC), ``timezone``, ``stages`` (bytes), ``epoch_s``,
+    ``is_nap``). Refuses windows longer than ``SRI_MAX_WINDOW_DAYS``: stages are the
+    only large column of the store.
+    """
+    if (end - start).days + 1 > SRI_MAX_WINDOW_DAYS:
+        raise ValueError(f"stage windows are limited to {SRI_MAX_WINDOW_DAYS} days")
+    queryset = SleepSession.objects.for_org(organization).filter(
+        metrics__night_date__gte=start, metrics__night_date__lte=end
+    )
+    if participant_ids is not None:
+        queryset = queryset.filter(participant_id__in=list(participant_ids))
+    rows = list(
+        queryset.order_by("participant_id", "start").values_list(
+            "participant_id", "start", "timezone", "participant__timezone", "stages", "epoch_seconds",
+            "metrics__is_nap",
+        )
+    )
+    return pd.DataFrame(
+        {
+            "participant_id": [r[0] for r in rows],
+            "start": pd.to_datetime([r[1] for r in rows], utc=True),
+            "timezone": [r[3] or r[2] for r in rows],
+            "stages": [bytes(r[4]) for r in rows],
+            "epoch_s": [r[5] for r in rows],
+            "is_nap": [bool(r[6]) for r in rows],
+        }
+    )
