@@ -91,7 +91,9 @@ def _lease_holder(connection_id: int) -> tuple[str, float] | None:
 def _fail_stale_runs(connection_id: int) -> int:
     """Right after taking the lease: runs still "running" belong to attempts that lost it."""
     return SyncRun.objects.filter(connection_id=connection_id, status=SyncRunStatus.RUNNING).update(
-        status=SyncRunStatus.FAILED, finished_at=timezone.now(), error="attempt lost: worker died or lease expired"
+        status=SyncRunStatus.FAILED,
+        finished_at=timezone.now(),
+        error="attempt lost: worker died or lease expired",
     )
 
 
@@ -120,7 +122,7 @@ def _commit_page(
             "quarantined": len(page.quarantined),
         }
         # The run's counts move with its pages: an attempt that dies still shows what it wrote.
-        SyncRun.objects.filter(pk=run.pk).update(**{name: F(name) + value for name, value in counts.items()})
+        SyncRun.objects.filter(pk=run.pk).update(**{name: F(name) + n for name, n in counts.items()})
         QuarantinedRecord.objects.bulk_create(
             [
                 QuarantinedRecord(

@@ -415,15 +415,14 @@ class BedditClient(ProviderClient):
         """Pages of everything updated since the cursor, even from an upstream that caps answers.
 
         The first answer is ``fetch_sleeps``'s; the first page is yielded even when empty,
-        later ones only with records. While answers bring records, ask again for
-        ``updated >= `` the newest ``updated`` of the last answer (strictly greater than one
-        float step below it): nights that tie with it across a cut are re-read and their
-        delivered twins dropped by key. Stop when an answer brings nothing new and reaches
-        the newest ``updated`` known. An answer made only of nights seen already but cut
-        below that newest value (the lookback window held more than a cap) steps past
-        them the same way. The one thing this cannot page through is more nights sharing a
-        single ``updated`` value than the upstream serves at once; those beyond the cap
-        are read once their night changes again.
+        later ones only with records. The next question is always ``updated >=`` the newest
+        ``updated`` of the last answer (``updated_after`` one float step below it): nights
+        that tie with it across a cut are read, their delivered twins dropped by key, and an
+        answer of delivered nights only (a lookback window fuller than one answer) is stepped
+        past. It ends with an empty answer, or one with nothing new to a question already at
+        the newest ``updated`` known (so a sync that finds nothing new asks twice). The one
+        thing this cannot page through is more nights sharing a single ``updated`` value
+        than the upstream serves at once; those beyond the cap are read when they change.
         """
         cursor = cursor or BedditCursor()
         uid = self._user(user_id)
@@ -435,15 +434,13 @@ class BedditClient(ProviderClient):
                 yield page
             first = False
             cursor = BedditCursor.from_json(page.next_cursor)
-            if newest is None:
+            if newest is None or cursor.updated_after is None:
                 return  # an empty answer: nothing after `asked`
-            if not fresh and cursor.updated_after is not None and newest >= cursor.updated_after:
-                return  # only nights delivered already, up to the newest we know
+            if not fresh and asked >= math.nextafter(cursor.updated_after, -math.inf):
+                return  # asked from the newest known on and got nothing new
             step = math.nextafter(newest, -math.inf)  # next: updated >= newest
             if step <= asked:
                 step = newest  # the whole answer tied at one value: go past it
-                if step <= asked:
-                    return
             since = step
 
     def _fetch_since(

@@ -146,7 +146,9 @@ def assert_exact(sim, connections) -> None:
     assert len(keys) == len(set(keys)), "duplicate sessions"
     stored = {(user_of[p], u, hashlib.sha256(bytes(s)).hexdigest()) for _, p, _, u, s in rows}
     missing, extra = truth - stored, stored - truth
-    assert not missing and not extra, f"{len(missing)} missing {sorted(missing)[:3]}, {len(extra)} extra {sorted(extra)[:3]}"
+    assert not missing and not extra, (
+        f"{len(missing)} missing {sorted(missing)[:3]}, {len(extra)} extra {sorted(extra)[:3]}"
+    )
 
     session_ids = {pk for pk, *_ in rows}
     metric_ids = list(NightlyMetrics.objects.filter(session_id__in=session_ids).values_list("session_id", flat=True))
@@ -320,10 +322,6 @@ def broker_messages(broker_url: str) -> list[dict]:
          "eta": m["headers"].get("eta"), "retries": m["headers"].get("retries")}
         for where, m in found
     ]
-
-
-def finished_runs(connections) -> list[SyncRun]:
-    return list(SyncRun.objects.filter(connection__in=connections).exclude(status=SyncRunStatus.RUNNING))
 
 
 def wait_for_status(connections, status: str, *, count: int = 1, timeout: float = 45) -> list[SyncRun]:

@@ -344,6 +344,25 @@ class TestIterSessions:
         assert detail.call_count == 2
         assert pages[-1].has_more is False
 
+    def test_it_moves_the_cursor_back_to_the_scan_start_after_drift(self, client, mock):
+        # "b" repeated on page 2: a night was inserted before our offset and this scan missed it.
+        mock.get("/data/v1/sessions").mock(
+            side_effect=[
+                httpx.Response(200, json=listing([
+                    list_item("a", start="2025-01-10T22:00:00+00:00"),
+                    list_item("b", start="2025-01-11T22:00:00+00:00"),
+                ])),
+                httpx.Response(200, json=listing([list_item("b", start="2025-01-11T22:00:00+00:00")])),
+            ] * 2
+        )
+        mock.get(url__regex=r"/data/v3/sessions/(?P<sid>\w+)").mock(
+            side_effect=lambda request, sid: httpx.Response(200, json=report([0, 1], session_id=sid))
+        )
+        pages = list(client.iter_sessions(USER, date_gte=date(2025, 1, 5), page_size=2))
+        assert [p.next_cursor for p in pages] == ["2025-01-11", "2025-01-05"]
+        whole = list(client.iter_sessions(USER, page_size=2))
+        assert [p.next_cursor for p in whole] == ["2025-01-11", ""]  # "": read everything again
+
 
 class TestAverageStats:
     def test_it_splits_a_long_range_into_calls_of_at_most_100_days(self, client, mock):

@@ -1,5 +1,6 @@
 """Beddit client: payloads shaped as the giginet fixtures in shared/upstreams.md §4."""
 
+import math
 from datetime import datetime, timezone
 from urllib.parse import parse_qs
 
@@ -360,6 +361,55 @@ class TestCursor:
     def test_it_refuses_a_garbled_cursor(self):
         with pytest.raises(ValueError):
             BedditCursor.from_json({"updated_after": "yesterday"})
+
+
+class TestIterSleeps:
+    """An upstream that serves at most a few nights per answer, ordered by ``updated``."""
+
+    @pytest.fixture
+    def authed(self, mock):
+        return BedditClient(token="t", user_id=98740, base_url=BASE)
+
+    @staticmethod
+    def capped(mock, nights, cap):
+        def answer(request):
+            after = float(request.url.params["updated_after"])
+            chosen = sorted((n for n in nights if n["updated"] > after), key=lambda n: (n["updated"], n["date"]))
+            return httpx.Response(200, json=chosen[:cap])
+
+        return mock.get("/api/v1/user/98740/sleep").mock(side_effect=answer)
+
+    def test_it_reads_every_night_across_capped_answers_and_ties(self, authed, mock):
+        # Six nights share updated=20.0 across the cut of a 4-night answer.
+        nights = [sleep(f"2016-08-{d:02d}", updated=10.0 + d) for d in (1, 2)]
+        nights += [sleep(f"2016-08-{d:02d}", updated=20.0) for d in range(3, 7)]
+        nights += [sleep(f"2016-08-{d:02d}", updated=30.0) for d in (7, 8)]
+        route = self.capped(mock, nights, cap=4)
+        pages = list(authed.iter_sleeps())
+        got = [n.upstream_id for p in pages for n in p.items]
+        assert sorted(got) == [n["date"] for n in nights] and len(got) == len(set(got))
+        assert pages[-1].next_cursor["updated_after"] == 30.0
+        assert route.call_count <= 5
+
+    def test_it_steps_past_a_lookback_window_fuller_than_one_answer(self, authed, mock):
+        # Five nights within the 1 s lookback were delivered; a new one sits behind them.
+        old = [sleep(f"2016-08-{d:02d}", updated=100.0 + d / 10) for d in range(1, 6)]
+        new = sleep("2016-08-09", updated=100.9)
+        self.capped(mock, [*old, new], cap=3)
+        cursor = BedditCursor.from_json(
+            {"updated_after": 100.5, "seen": {n["date"]: n["updated"] for n in old}}
+        )
+        pages = list(authed.iter_sleeps(cursor))
+        assert [n.upstream_id for p in pages for n in p.items] == ["2016-08-09"]
+
+    def test_it_asks_twice_when_nothing_changed(self, authed, mock):
+        night = sleep("2016-08-16", updated=200.25)
+        route = self.capped(mock, [night], cap=10)
+        cursor = BedditCursor.from_json({"updated_after": 200.25, "seen": {"2016-08-16": 200.25}})
+        (page,) = list(authed.iter_sleeps(cursor))
+        assert page.items == ()
+        asked = [float(c.request.url.params["updated_after"]) for c in route.calls]
+        assert asked == [199.25, math.nextafter(200.25, -math.inf)]  # lookback, then >= newest
 
 
 def test_it_stores_int8_stages(client, mock):
