@@ -564,8 +564,10 @@ class WeeklyParticipantReportViewSet(ReportViewSet):
             queryset = queryset.filter(user=self.request.user)
         return queryset.order_by("name", "pk")
 
-    @extend_schema(parameters=[OpenApiParameter("week", OpenApiTypes.STR), OpenApiParameter("participant", OpenApiTypes.UUID)],
-                   responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        parameters=[OpenApiParameter("week", OpenApiTypes.STR), OpenApiParameter("participant", OpenApiTypes.UUID)],
+        responses=OpenApiTypes.OBJECT,
+    )
     def list(self, request, *args, **kwargs):
         params = _validated(WeeklyParticipantParamsSerializer, request.query_params)
         organization = self.org

@@ -13,6 +13,11 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from django.db import connection
+from psycopg import Cursor, postgres
+from psycopg.adapt import Loader
+from psycopg.pq import Format
+
 from analytics.models import NightlyMetrics, SleepSession
 from tenants.models import Organization, Participant
 
@@ -69,6 +74,8 @@ def nightly_metrics_frame(
         queryset = queryset.filter(is_main_sleep=True, is_nap=False)
     if participant_ids is not None:
         queryset = queryset.filter(participant_id__in=list(participant_ids))
+    if connection.vendor == "postgresql" and not with_clock:
+        return _nightly_frame_postgresql(queryset, include_naps=include_naps)
     fields = list(NIGHT_COLUMNS) + (list(CLOCK_COLUMNS) if with_clock else [])
     rows = list(queryset.order_by().values_list(*fields))
     columns = list(NIGHT_COLUMNS.values()) + (list(CLOCK_COLUMNS.values()) if with_clock else [])
@@ -96,6 +103,75 @@ def nightly_metrics_frame(
         for i, name in enumerate(CLOCK_COLUMNS.values(), start=len(NIGHT_COLUMNS)):
             frame[name] = _minutes(data[i])
     return frame
+
+
+class _RawArrayLoader(Loader):
+    """Keep a binary PostgreSQL array as its raw bytes (numpy parses it, not Python)."""
+
+    format = Format.BINARY
+
+    def load(self, data) -> bytes:
+        return bytes(data)
+
+
+# (frame column, SQL expression over the compiled query's columns, big-endian numpy type).
+# NULL becomes NaN in SQL so every array is NULL-free and has a fixed-width binary layout.
+_PG_COLUMNS = (
+    ("participant_id", "participant_id::int8", ">i8"),
+    ("night_date", "(night_date - DATE '1970-01-01')::int4", ">i4"),
+    ("is_nap", "is_nap::int4", ">i4"),
+    ("is_main_sleep", "is_main_sleep::int4", ">i4"),
+    ("score", "COALESCE(score, 'NaN')::float8", ">f8"),
+    ("tst_min", "COALESCE(tst_min, 'NaN')::float8", ">f8"),
+    ("se_pct", "COALESCE(se_pct, 'NaN')::float8", ">f8"),
+    ("waso_min", "COALESCE(waso_min, 'NaN')::float8", ">f8"),
+)
+# Binary array header: ndim, has-null flag, element type oid, then (size, lower bound) per dim.
+_ARRAY_HEADER_BYTES = 20
+
+
+def _binary_array(raw: bytes | None, dtype: str) -> np.ndarray:
+    if raw is None:  # array_agg over no rows
+        return np.zeros(0, dtype=dtype[1:])
+    ndim, has_null, _oid, size, _lower = np.frombuffer(raw[:_ARRAY_HEADER_BYTES], ">i4")
+    if ndim != 1 or has_null:
+        raise ValueError("expected a one-dimensional array without NULLs")
+    # Each element is (int32 length, value).
+    items = np.frombuffer(raw[_ARRAY_HEADER_BYTES:], dtype=[("length", ">i4"), ("value", dtype)], count=size)
+    return items["value"].astype(dtype[1:])
+
+
+def _nightly_frame_postgresql(queryset, *, include_naps: bool) -> pd.DataFrame:
+    """The same frame as the ORM path, fetched as one row of binary arrays (PostgreSQL only).
+
+    A report reads up to a million rows; building a Python tuple per row costs ~6 s for
+    900,000 nights, arrays parsed by numpy ~1 s (bench/analytics.py). The query is the
+    ORM's own (same filters, same scoping), wrapped in array_agg: every aggregate of one
+    aggregation reads the rows in the same order, so the arrays stay aligned.
+    """
+    # Without naps every row is a main sleep: the two flags need not travel.
+    columns = [c for c in _PG_COLUMNS if include_naps or c[0] not in ("is_nap", "is_main_sleep")]
+    sql, params = queryset.order_by().values_list(*[name for name, _, _ in columns]).query.sql_with_params()
+    aggregates = ", ".join(f"array_agg({expression})" for _, expression, _ in columns)
+    connection.ensure_connection()
+    # Django's cursors bind client-side, which has no binary results: a plain psycopg cursor
+    # on the same connection (same transaction) does.
+    with Cursor(connection.connection) as cursor:
+        for type_name in ("int4", "int8", "float8"):
+            cursor.adapters.register_loader(postgres.types[type_name].array_oid, _RawArrayLoader)
+        cursor.execute(f"SELECT {aggregates} FROM ({sql}) AS nights", params, binary=True)
+        row = cursor.fetchone()
+    arrays = {name: _binary_array(raw, dtype) for (name, _, dtype), raw in zip(columns, row, strict=True)}
+    size = arrays["participant_id"].size
+    return pd.DataFrame(
+        {
+            "participant_id": arrays["participant_id"],
+            "night_date": pd.to_datetime(arrays["night_date"], unit="D").astype("datetime64[ns]"),
+            "is_nap": arrays["is_nap"].astype(bool) if include_naps else np.zeros(size, dtype=bool),
+            "is_main_sleep": arrays["is_main_sleep"].astype(bool) if include_naps else np.ones(size, dtype=bool),
+            **{name: arrays[name] for name in ("score", "tst_min", "se_pct", "waso_min")},
+        }
+    )
 
 
 def participants_frame(

@@ -333,7 +333,9 @@ def cohort_report(
     prev_cells = _period_cells(previous, group_cols, reg_prev if reg_cur is not None else None)
     if len(prev_cells):
         visible_now = dict(zip(cells["cell"], ~cells["suppressed"].to_numpy(), strict=True))
-        hidden_here = ~prev_cells["cell"].map(visible_now).fillna(False).astype(bool)
+        # A cell absent now counts as hidden (isin, not map+fillna: no float/bool mixing).
+        shown_now = [cell for cell, visible in visible_now.items() if visible]
+        hidden_here = ~prev_cells["cell"].isin(shown_now).to_numpy()
         prev_supp = apply_small_group_suppression(
             prev_cells, min_group_size=int(min_group_size), initially_hidden=hidden_here
         )

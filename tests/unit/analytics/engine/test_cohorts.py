@@ -128,6 +128,32 @@ class TestSuppression:
         ]
 
 
+class TestPreviousPeriodGroups:
+    def test_it_hides_the_trend_of_a_group_absent_now_without_mixing_types(self):
+        import warnings
+
+        # Department B existed only in the previous period: absent now, so hidden there too.
+        now = _nights(_people([("A", "x", 5)]), dates=("2024-03-02",))
+        before = _nights(_people([("A", "x", 5), ("B", "x", 5)]), dates=("2024-02-27",))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # pandas warns on fillna(False) over a float column
+            report = cohorts.cohort_report(pd.concat([now, before]), group_by="department", min_group_size=5,
+                                           period=PERIOD)
+        assert list(report["department"]) == [None, "A"]
+        # B counts as hidden in the previous period, so A is hidden there as its complement:
+        # the total keeps its trend (two hidden cells below it), A gets none.
+        assert report["trend_available"].tolist() == [True, False]
+
+    def test_it_answers_a_period_without_nights_after_a_previous_one_with_nights(self):
+        import warnings
+
+        before = _nights(_people([("A", "x", 5)]), dates=("2024-02-27",))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # every previous cell is absent now: no NaN/bool fillna
+            report = cohorts.cohort_report(before, group_by="department", min_group_size=5, period=PERIOD)
+        assert report.empty
+
+
 class TestFigures:
     def test_it_computes_night_level_statistics(self):
         people = _people([("A", "x", 5)])
