@@ -49,11 +49,9 @@ from .errors import (
     UpstreamBadPayload,
     UpstreamError,
     UpstreamNotFound,
-    UpstreamRateLimited,
     UpstreamRejected,
-    parse_retry_after,
 )
-from .transport import ProviderClient, build_client, error_for_status, json_or_none
+from .transport import ProviderClient, build_client, error_for_status, json_or_none, rate_limited
 
 PROVIDER = "asleep"
 BASE_URL = "https://api.asleep.ai"
@@ -353,19 +351,9 @@ def asleep_error(response: httpx.Response) -> UpstreamError | None:
     text = " ".join(detail.lower().split()) if isinstance(detail, str) else ""
     if status == 403:
         if "rate limit" in text or "too many" in text:
-            retry_after = parse_retry_after(
-                response.headers.get("retry-after"), default=DEFAULT_RETRY_AFTER_SECONDS
-            )
-            return UpstreamRateLimited(
-                "rate limit exceeded", retry_after=retry_after, provider=PROVIDER, status=status
-            )
+            return rate_limited(response, "rate limit exceeded", default=DEFAULT_RETRY_AFTER_SECONDS, provider=PROVIDER)
         if "quota" in text:
-            retry_after = parse_retry_after(
-                response.headers.get("retry-after"), default=QUOTA_RETRY_AFTER_SECONDS
-            )
-            return UpstreamRateLimited(
-                "quota exceeded", retry_after=retry_after, provider=PROVIDER, status=status
-            )
+            return rate_limited(response, "quota exceeded", default=QUOTA_RETRY_AFTER_SECONDS, provider=PROVIDER)
         if "expired" in text or "plan" in text:
             return UpstreamAuthFailed("plan is expired", provider=PROVIDER, status=status)
         if "terminated" in text:

@@ -52,10 +52,8 @@ from .errors import (
     UpstreamBadPayload,
     UpstreamError,
     UpstreamNotFound,
-    UpstreamRateLimited,
     UpstreamRejected,
     UpstreamUnavailable,
-    parse_retry_after,
 )
 from .transport import (
     ProviderClient,
@@ -63,6 +61,7 @@ from .transport import (
     error_for_status,
     json_or_none,
     parse_json,
+    rate_limited,
     send,
 )
 
@@ -257,19 +256,9 @@ def gc_error(response: httpx.Response) -> UpstreamError | None:
     text = " ".join(_messages(body)).lower()
     if status == 400:
         if "too many active jobs" in text:
-            retry_after = parse_retry_after(
-                response.headers.get("retry-after"), default=ACTIVE_JOBS_RETRY_AFTER
-            )
-            return UpstreamRateLimited(
-                "too many active jobs", retry_after=retry_after, provider=PROVIDER, status=status
-            )
+            return rate_limited(response, "too many active jobs", default=ACTIVE_JOBS_RETRY_AFTER, provider=PROVIDER)
         if "too many uploads" in text:
-            retry_after = parse_retry_after(
-                response.headers.get("retry-after"), default=UPLOADS_RETRY_AFTER
-            )
-            return UpstreamRateLimited(
-                "too many uploads", retry_after=retry_after, provider=PROVIDER, status=status
-            )
+            return rate_limited(response, "too many uploads", default=UPLOADS_RETRY_AFTER, provider=PROVIDER)
         if "not ready to be used" in text:
             return UpstreamUnavailable(
                 "algorithm image not ready", provider=PROVIDER, status=status

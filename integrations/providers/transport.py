@@ -322,6 +322,16 @@ def json_or_none(response: httpx.Response) -> Any:
         return None
 
 
+def rate_limited(
+    response: httpx.Response, message: str, *, default: float, provider: str
+) -> UpstreamRateLimited:
+    """A rate-limit error honouring the response's Retry-After, else ``default`` seconds."""
+    retry_after = parse_retry_after(response.headers.get("retry-after"), default=default)
+    return UpstreamRateLimited(
+        message, retry_after=retry_after, provider=provider, status=response.status_code
+    )
+
+
 def error_for_status(response: httpx.Response, *, provider: str) -> UpstreamError | None:
     """The default mapping of a status to the error family; None for 2xx."""
     status = response.status_code

@@ -29,6 +29,8 @@ Control: ``POST /_sim/credentials {"value"?, "username"?}`` provisions a token.
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import hmac
 import secrets
@@ -120,6 +122,19 @@ HYPNOGRAM_SOCKET = _interface(
     "Per-epoch sleep stages: 0 W, 1 N1, 2 N2, 3 N3, 4 REM.",
 )
 INTERFACES = [PSG_SOCKET, HYPNOGRAM_SOCKET]
+
+
+def _authenticated(handler):
+    """Resolve the caller from the BEARER token first; answer 401 as the real API does."""
+
+    @functools.wraps(handler)
+    async def wrapper(self, request: Request) -> Response:
+        user = self._user(request)
+        if isinstance(user, Response):
+            return user
+        return await handler(self, request, user)
+
+    return wrapper
 
 
 @dataclass
@@ -356,55 +371,43 @@ class GrandChallengeSimulator(Simulator):
             }
         )
 
-    async def algorithms(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def algorithms(self, request: Request, user: int) -> Response:
         algos = [self._algorithm(request)]
         slug = request.query_params.get("slug")
         if slug is not None:
             algos = [a for a in algos if a["slug"] == slug]
         return self._page(request, algos)
 
-    async def algorithm_detail(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def algorithm_detail(self, request: Request, user: int) -> Response:
         if request.path_params["pk"] != self.algorithm_pk:
             return _detail(404, "No Algorithm matches the given query.")
         return _json(self._algorithm(request))
 
-    async def images(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def images(self, request: Request, user: int) -> Response:
         items = [self._image(request)]
         if request.query_params.get("algorithm") not in (None, self.algorithm_pk):
             items = []
         return self._page(request, items)
 
-    async def image_detail(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def image_detail(self, request: Request, user: int) -> Response:
         if request.path_params["pk"] != self.image_pk:
             return _detail(404, "No AlgorithmImage matches the given query.")
         return _json(self._image(request))
 
-    async def interfaces(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def interfaces(self, request: Request, user: int) -> Response:
         items = INTERFACES
         slug = request.query_params.get("slug")
         if slug is not None:
             items = [i for i in items if i["slug"] == slug]
         return self._page(request, items)
 
-    async def interface_detail(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def interface_detail(self, request: Request, user: int) -> Response:
         for i in INTERFACES:
             if str(i["pk"]) == request.path_params["pk"]:
                 return _json(i)
@@ -421,10 +424,8 @@ class GrandChallengeSimulator(Simulator):
             return _detail(404, "Not found.")
         return up
 
-    async def uploads_list(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def uploads_list(self, request: Request, user: int) -> Response:
         if request.method == "GET":
             items = [self._upload(request, u) for u in self.uploads.values() if u.creator == user]
             return self._page(request, items)
@@ -453,10 +454,8 @@ class GrandChallengeSimulator(Simulator):
         self.uploads[up.pk] = up
         return _json(self._upload(request, up), 201)
 
-    async def upload_detail(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def upload_detail(self, request: Request, user: int) -> Response:
         up = self._own_upload(request, user)
         if isinstance(up, Response):
             return up
@@ -465,10 +464,8 @@ class GrandChallengeSimulator(Simulator):
     def _signature(self, pk: str, s3: str, part: int) -> str:
         return hmac.new(self._secret, f"{pk}:{s3}:{part}".encode(), hashlib.sha256).hexdigest()
 
-    async def presign(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def presign(self, request: Request, user: int) -> Response:
         up = self._own_upload(request, user)
         if isinstance(up, Response):
             return up
@@ -529,10 +526,8 @@ class GrandChallengeSimulator(Simulator):
         up.parts[part] = (data, etag, time.time())
         return Response(b"", status_code=200, headers={"ETag": etag})
 
-    async def complete(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def complete(self, request: Request, user: int) -> Response:
         up = self._own_upload(request, user)
         if isinstance(up, Response):
             return up
@@ -556,20 +551,16 @@ class GrandChallengeSimulator(Simulator):
         up.status = "Completed"
         return _json(self._upload(request, up))
 
-    async def abort(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def abort(self, request: Request, user: int) -> Response:
         up = self._own_upload(request, user)
         if isinstance(up, Response):
             return up
         up.status, up.parts = "Aborted", {}
         return _json(self._upload(request, up))
 
-    async def list_parts(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def list_parts(self, request: Request, user: int) -> Response:
         up = self._own_upload(request, user)
         if isinstance(up, Response):
             return up
@@ -581,10 +572,8 @@ class GrandChallengeSimulator(Simulator):
 
     # jobs ---------------------------------------------------------------
 
-    async def jobs_endpoint(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def jobs_endpoint(self, request: Request, user: int) -> Response:
         if request.method == "GET":
             q = request.query_params
             mine = [j for j in self.jobs.values() if j.creator == user]
@@ -745,19 +734,15 @@ class GrandChallengeSimulator(Simulator):
         self._civ += 2
         return self._civ
 
-    async def job_detail(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def job_detail(self, request: Request, user: int) -> Response:
         job = self.jobs.get(request.path_params["pk"])
         if job is None or job.creator != user:
             return _detail(404, "No Job matches the given query.")
         return _json(self._job(request, job))
 
-    async def media(self, request: Request) -> Response:
-        user = self._user(request)
-        if isinstance(user, Response):
-            return user
+    @_authenticated
+    async def media(self, request: Request, user: int) -> Response:
         civ = int(request.path_params["civ"])
         for job in self.jobs.values():
             for i in job.inputs:
