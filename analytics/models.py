@@ -3,6 +3,7 @@
 import uuid
 
 import numpy as np
+from django.conf import settings
 from django.db import models
 
 from tenants.models import Organization, Participant, validate_timezone
@@ -186,3 +187,87 @@ class UpstreamAverageStats(models.Model):
                 fields=["participant", "provider", "start_date", "end_date"], name="averagestats_unique_period"
             ),
         ]
+
+
+class Export(models.Model):
+    """An asynchronous report export (cohort report as CSV/XLSX/printable HTML).
+
+    A Celery job fills `file` and moves `status` to done; the file is deleted after
+    `expires_at` (settings.EXPORT_RETENTION).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+        EXPIRED = "expired"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    kind = models.CharField(max_length=32)  # e.g. "cohort"
+    format = models.CharField(max_length=8)  # csv | xlsx | html
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    progress = models.PositiveSmallIntegerField(default=0)  # 0..100
+    file = models.FileField(upload_to="exports/%Y/%m/", blank=True, default="")
+    error = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OrgScopedManager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organization", "-created_at"], name="export_org_created_idx")]
+
+    def __str__(self) -> str:
+        return f"export {self.uuid} ({self.kind}.{self.format}, {self.status})"
+
+
+class WeeklyDigest(models.Model):
+    """One weekly email per person per ISO week: the row is claimed before sending.
+
+    Exactly one of `participant` (their own summary) or `membership` (an admin's
+    organization digest) is set; the unique constraints make a second claim fail.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    participant = models.ForeignKey(
+        Participant, null=True, blank=True, on_delete=models.CASCADE, related_name="weekly_digests"
+    )
+    membership = models.ForeignKey(
+        "tenants.Membership", null=True, blank=True, on_delete=models.CASCADE, related_name="weekly_digests"
+    )
+    iso_year = models.PositiveSmallIntegerField()
+    iso_week = models.PositiveSmallIntegerField()
+    claimed_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OrgScopedManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["participant", "iso_year", "iso_week"],
+                condition=models.Q(participant__isnull=False),
+                name="weeklydigest_once_per_participant_week",
+            ),
+            models.UniqueConstraint(
+                fields=["membership", "iso_year", "iso_week"],
+                condition=models.Q(membership__isnull=False),
+                name="weeklydigest_once_per_admin_week",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(participant__isnull=False, membership__isnull=True)
+                | models.Q(participant__isnull=True, membership__isnull=False),
+                name="weeklydigest_one_recipient",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"weekly digest {self.iso_year}-W{self.iso_week:02d}"

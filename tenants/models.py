@@ -174,3 +174,30 @@ class Participant(TimeStampedModel):
     @property
     def effective_timezone(self) -> str:
         return self.timezone or self.organization.timezone
+
+
+class AuditEvent(models.Model):
+    """Who did what to which tenant data, and when (exports, previews, test emails...).
+
+    Append-only: rows are written by services, never edited; owners read them.
+    `target` names the object without personal data (an export's uuid, a report kind).
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="audit_events")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=64)
+    target = models.CharField(max_length=200, blank=True, default="")
+    params = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(default=django_timezone.now, db_index=True)
+
+    objects = OrgScopedManager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["organization", "-at"], name="auditevent_org_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target} by {self.actor_id} at {self.at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,3 @@
+"""Dashboard pages: account (filled in by its feature)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Dashboard pages: emails (filled in by its feature)."""
+
+urlpatterns: list = []

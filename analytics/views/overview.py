@@ -1,0 +1,3 @@
+"""Dashboard pages: overview (filled in by its feature)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Dashboard pages: participants (filled in by its feature)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Dashboard pages: reports (filled in by its feature)."""
+
+urlpatterns: list = []
