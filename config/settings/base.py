@@ -259,6 +259,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "integrations.schedule_due_syncs",
         "schedule": env.float("SYNC_SCHEDULER_SECONDS", default=60.0),
     },
+    # Sends the weekly emails of every organization whose local weekday and hour have come
+    # (WeeklyDigest rows make each person's email exactly-once, whatever runs twice).
+    "analytics-weekly-emails": {
+        "task": "analytics.schedule_weekly_emails",
+        "schedule": env.float("WEEKLY_EMAIL_SCHEDULER_SECONDS", default=300.0),
+    },
+    "analytics-expire-exports": {"task": "analytics.expire_exports", "schedule": 3600.0},
 }
 
 # DJANGO REST FRAMEWORK

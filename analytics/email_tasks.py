@@ -1,0 +1,3 @@
+"""Celery tasks for the weekly emails."""
+
+__all__: list[str] = []

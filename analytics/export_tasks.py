@@ -1,0 +1,3 @@
+"""Celery tasks for asynchronous report exports."""
+
+__all__: list[str] = []
