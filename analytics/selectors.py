@@ -14,10 +14,12 @@ import numpy as np
 import pandas as pd
 
 from django.db import connection
+from django.db.models.fields.json import KeyTransform
 from psycopg import Cursor, postgres
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
+from analytics.engine import cohorts
 from analytics.models import NightlyMetrics, SleepSession
 from tenants.models import Organization, Participant
 
@@ -247,4 +249,114 @@ def session_stages_frame(
             "epoch_s": [r[5] for r in rows],
             "is_nap": [bool(r[6]) for r in rows],
         }
+    )
+
+
+# --- cohort reports ---------------------------------------------------------------------------------
+# analytics_cohortnights (migration 0005): packed column -> (frame column, big-endian numpy type).
+_COHORT_PACKED = {
+    "days": ("night_date", ">i4"),
+    "score": ("score", ">f8"),
+    "tst_min": ("tst_min", ">f8"),
+    "se_pct": ("se_pct", ">f8"),
+    "waso_min": ("waso_min", ">f8"),
+}
+
+
+def cohort_nights(
+    *, organization: Organization, start: dt.date, end: dt.date, participant_order: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """Main sleeps (naps excluded) of ``organization`` with ``start <= night_date <= end``,
+    each participant's nights together: the input of ``cohorts.cohort_report_by_participant``.
+
+    Columns ``participant_id``, ``night_date`` (datetime64), ``score``, ``tst_min``,
+    ``se_pct``, ``waso_min`` (NaN where undefined). On PostgreSQL one query over
+    ``analytics_cohortnights`` (a quarter of a participant's nights per row, kept by triggers:
+    see migration 0005); elsewhere ``nightly_metrics_frame``. With ``participant_order``
+    (ids), people come in that order (others last), so the engine need not reorder nights.
+    """
+    if connection.vendor != "postgresql":
+        frame = nightly_metrics_frame(organization=organization, start=start, end=end)
+        return frame.drop(columns=["is_nap", "is_main_sleep"])
+    connection.ensure_connection()
+    # Raw SQL (the table has no model), scoped by the organization's id as for_org would.
+    with Cursor(connection.connection) as cursor:
+        cursor.execute(
+            f"SELECT participant_id, nights, {', '.join(_COHORT_PACKED)} FROM analytics_cohortnights "
+            "WHERE organization_id = %s AND quarter >= %s AND quarter <= %s",
+            [organization.pk, dt.date(start.year, (start.month - 1) // 3 * 3 + 1, 1), end],
+            binary=True,
+        )
+        rows = cursor.fetchall()
+    runs = np.fromiter((row[0] for row in rows), np.int64, len(rows))  # one run = one person's quarter
+    lengths = np.fromiter((row[1] for row in rows), np.int64, len(rows))
+    run_start = np.cumsum(lengths) - lengths
+    participant = np.repeat(runs, lengths)
+    columns = {  # each packed column: its rows' bytes joined, read by numpy as they are
+        column: np.frombuffer(b"".join([row[i] for row in rows]), dtype=dtype).astype(dtype[1:])
+        for i, (column, dtype) in enumerate(_COHORT_PACKED.values(), start=2)
+    }
+    days = columns.pop("night_date").astype(np.int64)
+    first, last = (np.datetime64(d, "D").astype(np.int64) for d in (start, end))
+    # Whole runs in the wanted order of people (by id without one; others last), quarters in order.
+    position = runs
+    if participant_order is not None:
+        position = pd.Index(np.asarray(participant_order, dtype=np.int64)).get_indexer(runs)
+        position[position < 0] = len(participant_order)
+    order = np.lexsort((days[run_start], position))
+    take = np.repeat(run_start[order] - (np.cumsum(lengths[order]) - lengths[order]), lengths[order])
+    take += np.arange(take.size)
+    take = take[(days[take] >= first) & (days[take] <= last)]
+    return pd.DataFrame(
+        {
+            "participant_id": participant[take],
+            "night_date": (days[take] * 86_400_000_000_000).astype("datetime64[ns]"),
+            **{name: values[take] for name, values in columns.items()},
+        }
+    )
+
+
+def cohort_people(*, organization: Organization, group_by: Sequence[str]) -> pd.DataFrame:
+    """The organization's participants with only the ``group_by`` columns (labels as
+    ``participants_frame`` gives them: department name, attribute value as a string, None
+    when unset), indexed by ``participant_id``. One query; attributes read key by key in SQL."""
+    keys = {spec: spec[len(ATTRIBUTE_PREFIX):] for spec in group_by if spec.startswith(ATTRIBUTE_PREFIX)}
+    annotations = {f"group_{i}": KeyTransform(name, "attributes") for i, name in enumerate(keys.values())}
+    rows = list(
+        Participant.objects.for_org(organization).annotate(**annotations).order_by("pk")
+        .values_list("pk", "department__name", *annotations)
+    )
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in range(2 + len(keys))]
+    frame = pd.DataFrame(index=pd.Index(np.asarray(columns[0], dtype=np.int64), name="participant_id"))
+    attribute_values = dict(zip(keys, columns[2:], strict=True))
+    for spec in group_by:
+        if spec == DEPARTMENT_COLUMN:
+            frame[spec] = np.array(columns[1], dtype=object)
+        else:
+            frame[spec] = np.array([None if v is None else str(v) for v in attribute_values[spec]], dtype=object)
+    return frame
+
+
+def cohort_report_frame(
+    *,
+    organization: Organization,
+    period: tuple[dt.date, dt.date],
+    previous_period: tuple[dt.date, dt.date],
+    group_by: Sequence[str],
+    regularity: pd.Series | None = None,
+    previous_regularity: pd.Series | None = None,
+) -> pd.DataFrame:
+    """The organization's cohort report (``cohorts.cohort_report``'s frame) over ``period``,
+    with the trend against ``previous_period``: two queries (nights of both periods, people)."""
+    first = min(period[0], previous_period[0])
+    last = max(period[1], previous_period[1])
+    people = cohort_people(organization=organization, group_by=group_by)
+    nights = cohort_nights(
+        organization=organization, start=first, end=last,
+        participant_order=cohorts.participant_order(people, list(group_by)),
+    )
+    return cohorts.cohort_report_by_participant(
+        nights, people, group_by=list(group_by), min_group_size=organization.min_group_size,
+        period=period, previous_period=previous_period, regularity=regularity,
+        previous_regularity=previous_regularity,
     )

@@ -326,11 +326,20 @@ def cohort_report(
         metric_names.append("regularity")
 
     cells = _period_cells(current, group_cols, reg_cur)
+    prev_cells = _period_cells(previous, group_cols, reg_prev if reg_cur is not None else None)
+    return _assemble(cells, prev_cells, group_cols=group_cols, metric_names=metric_names,
+                     min_group_size=int(min_group_size))
+
+
+def _assemble(
+    cells: pd.DataFrame, prev_cells: pd.DataFrame, *, group_cols: Sequence[str], metric_names: list[str],
+    min_group_size: int,
+) -> pd.DataFrame:
+    """Suppression, trend and layout of both periods' cells (shared by both report paths)."""
     supp = apply_small_group_suppression(cells, min_group_size=int(min_group_size))
     cells = cells.join(supp)
 
     # Previous period: its own cells, hidden where hidden now or absent now.
-    prev_cells = _period_cells(previous, group_cols, reg_prev if reg_cur is not None else None)
     if len(prev_cells):
         visible_now = dict(zip(cells["cell"], ~cells["suppressed"].to_numpy(), strict=True))
         # A cell absent now counts as hidden (isin, not map+fillna: no float/bool mixing).
@@ -394,3 +403,274 @@ def _regularity_series(regularity, col: str) -> pd.Series | None:
     if "participant_id" in frame.columns:
         frame = frame.set_index("participant_id")
     return frame[col].astype(float)
+
+
+# --- the same report from nights grouped by participant (the database path) ------------------------
+def cohort_report_by_participant(
+    nights: pd.DataFrame,
+    people: pd.DataFrame,
+    *,
+    group_by: str | Sequence[str],
+    min_group_size: int,
+    period,
+    previous_period=None,
+    regularity: pd.DataFrame | pd.Series | None = None,
+    previous_regularity: pd.DataFrame | pd.Series | None = None,
+    regularity_col: str = "sri",
+) -> pd.DataFrame:
+    """``cohort_report`` when every participant has one set of group labels (``people``).
+
+    Returns exactly ``cohort_report(nights.join(people[group_by], on="participant_id"), ...)``
+    (same rows, columns and figures; tested), without a label column per night: a report
+    over 900,000 nights then needs no string work per night and no per-night sort.
+
+    ``nights``: ``participant_id``, ``night_date``, the metric columns of ``NIGHT_METRICS``
+    (absent ones left out), optional ``is_nap`` (naps dropped). Fastest when each
+    participant's nights are contiguous (as ``analytics.selectors.cohort_nights`` returns
+    them); any order is accepted. ``people``: indexed by ``participant_id``, one column per
+    ``group_by`` entry (a participant missing from it gets ``MISSING_GROUP_LABEL``).
+
+    How: participants are ranked by (labels, id) and nights put in rank order, so every
+    cell of every level is one contiguous slice; counts and sums are ``np.add.reduceat``
+    over the slices. Percentiles: a partial sort (``np.partition``) of each short slice; a
+    long one is first counted into equal-width value bins, and only the bins holding the
+    needed order statistics are partially sorted. Either way the exact order statistics,
+    combined with pandas' linear interpolation formula: bit for bit the engine's figures.
+    """
+    group_cols = [group_by] if isinstance(group_by, str) else list(group_by)
+    if not 1 <= len(group_cols) <= 2:
+        raise ValueError("group_by takes one or two columns")
+    if int(min_group_size) < MIN_ALLOWED_GROUP_SIZE:
+        raise ValueError(f"min_group_size must be at least {MIN_ALLOWED_GROUP_SIZE}")
+    missing = {"participant_id", "night_date"} - set(nights.columns)
+    if missing:
+        raise ValueError(f"nights lack columns: {sorted(missing)}")
+    missing = set(group_cols) - set(people.columns)
+    if missing:
+        raise ValueError(f"people lack columns: {sorted(missing)}")
+    start, end = _period_bounds(period)
+    if previous_period is None:
+        length = end - start + pd.Timedelta(days=1)
+        prev_start, prev_end = start - length, start - pd.Timedelta(days=1)
+    else:
+        prev_start, prev_end = _period_bounds(previous_period)
+
+    if "is_nap" in nights.columns:
+        nights = nights[~nights["is_nap"].fillna(False).astype(bool).to_numpy()]
+    metric_cols = {k: v for k, v in NIGHT_METRICS.items() if v in nights.columns}
+    ranked = _RankedNights(nights, people, group_cols, metric_cols)
+
+    reg_cur = _regularity_series(regularity, regularity_col)
+    reg_prev = _regularity_series(previous_regularity, regularity_col)
+    metric_names = list(metric_cols)
+    if reg_cur is not None:
+        metric_names.append("regularity")
+    cells = ranked.period_cells(start, end, reg_cur)
+    prev_cells = ranked.period_cells(prev_start, prev_end, reg_prev if reg_cur is not None else None)
+    return _assemble(cells, prev_cells, group_cols=group_cols, metric_names=metric_names,
+                     min_group_size=int(min_group_size))
+
+
+def _floats(values: pd.Series) -> np.ndarray:
+    if values.dtype == np.float64:
+        return values.to_numpy()
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)  # e.g. Decimal from the ORM
+
+
+def _days(values) -> np.ndarray:
+    """Dates (datetime64, date objects or strings) as int64 days since 1970-01-01."""
+    return pd.to_datetime(values).to_numpy().astype("datetime64[D]").astype(np.int64)
+
+
+def participant_order(people: pd.DataFrame, group_by: str | Sequence[str]) -> np.ndarray:
+    """Participant ids (``people``'s index) in the order ``cohort_report_by_participant``
+    ranks them: group labels, then id. Nights handed over in this order need no reordering."""
+    group_cols = [group_by] if isinstance(group_by, str) else list(group_by)
+    return _ranked_labels(people[group_cols], group_cols).index.to_numpy()
+
+
+def _ranked_labels(labels: pd.DataFrame, group_cols: list[str]) -> pd.DataFrame:
+    """Normalized labels indexed by participant id, sorted by (labels, id)."""
+    out = _normalize_groups(labels, group_cols)
+    out["_id"] = out.index.to_numpy(dtype=np.int64)
+    out = out.sort_values([*group_cols, "_id"], kind="stable")
+    return out.set_index("_id")
+
+
+class _RankedNights:
+    """Nights in (group labels, participant, input) order, with each participant's rank."""
+
+    def __init__(self, nights: pd.DataFrame, people: pd.DataFrame, group_cols: list[str], metric_cols: dict):
+        self.group_cols = group_cols
+        pid = nights["participant_id"].to_numpy(dtype=np.int64)
+        n = pid.size
+        # Runs of one participant (the store hands each person's nights together).
+        run_start = np.flatnonzero(np.r_[True, pid[1:] != pid[:-1]]) if n else np.zeros(0, np.int64)
+        run_len = np.diff(np.r_[run_start, n])
+        run_pid = pid[run_start]
+        ids = np.unique(run_pid)
+        labels = _ranked_labels(people.reindex(pd.Index(ids, name=people.index.name))[group_cols], group_cols)
+        self.participant_ids = labels.index.to_numpy()
+        self.labels = [labels[c].to_numpy(dtype=object) for c in group_cols]
+        rank_of_id = np.empty(ids.size, dtype=np.int64)
+        rank_of_id[np.searchsorted(ids, self.participant_ids)] = np.arange(ids.size)
+        run_rank = rank_of_id[np.searchsorted(ids, run_pid)]
+        order = np.argsort(run_rank, kind="stable")
+        lengths = run_len[order]
+        if np.all(order == np.arange(order.size)):
+            take = None
+        else:  # gather the runs in rank order
+            offsets = np.cumsum(lengths) - lengths
+            take = np.repeat(run_start[order] - offsets, lengths) + np.arange(n)
+        self.rank = np.repeat(run_rank[order], lengths)
+
+        def column(values):
+            values = np.asarray(values)
+            return values if take is None else values[take]
+
+        self.days = column(_days(nights["night_date"]))
+        self.values = {name: column(_floats(nights[col])) for name, col in metric_cols.items()}
+        # Group code of each ranked participant at each level (labels sorted, so codes ascend).
+        self.codes = [np.zeros(ids.size, dtype=np.int64)]
+        changed = np.zeros(max(ids.size - 1, 0), dtype=bool)
+        for values in self.labels:
+            changed = changed | (values[1:] != values[:-1])
+            self.codes.append(np.r_[0, np.cumsum(changed)].astype(np.int64) if ids.size else np.zeros(0, np.int64))
+
+    def period_cells(self, start: pd.Timestamp, end: pd.Timestamp, regularity: pd.Series | None) -> pd.DataFrame:
+        group_cols = self.group_cols
+        first, last = _days([start])[0], _days([end])[0]
+        keep = (self.days >= first) & (self.days <= last)
+        rank = self.rank[keep]
+        if rank.size == 0:
+            return pd.DataFrame(columns=["level", *group_cols, "participants", "nights", "cell", "parent", "label"])
+        everything = bool(keep.all())
+        metrics = {name: _Metric(v if everything else v[keep]) for name, v in self.values.items()}
+        person_starts = np.flatnonzero(np.r_[True, rank[1:] != rank[:-1]])
+        present = rank[person_starts]  # ranks of the period's participants, ascending
+        reg = None
+        if regularity is not None:
+            reg = _Metric(regularity.reindex(self.participant_ids[present]).to_numpy(dtype=float))
+        levels = []
+        for level in range(len(group_cols) + 1):
+            code = self.codes[level][rank]
+            starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
+            ends = np.r_[starts[1:], rank.size]
+            first_rank = rank[starts]
+            table = {
+                "level": np.full(starts.size, level, dtype=np.int64),
+                **{
+                    col: (self.labels[j][first_rank] if j < level else np.full(starts.size, None, dtype=object))
+                    for j, col in enumerate(group_cols)
+                },
+                "participants": np.diff(np.searchsorted(person_starts, np.r_[starts, rank.size])),
+                "nights": ends - starts,
+            }
+            for name, metric in metrics.items():
+                table.update(metric.stats(name, starts, ends))
+            if reg is not None:
+                person_code = self.codes[level][present]
+                first_people = np.flatnonzero(np.r_[True, person_code[1:] != person_code[:-1]])
+                table.update(reg.stats("regularity", first_people, np.r_[first_people[1:], present.size]))
+            levels.append(pd.DataFrame(table))
+        cells = pd.concat(levels, ignore_index=True)
+        label_arrays = [cells[c].to_numpy(dtype=object) for c in group_cols]
+        paths = [tuple(label_arrays[j][i] for j in range(level)) for i, level in enumerate(cells["level"].to_numpy())]
+        cells["cell"] = [repr(path) for path in paths]
+        cells["parent"] = [repr(path[:-1]) if path else None for path in paths]
+        cells["label"] = [" / ".join(path) for path in paths]
+        return cells
+
+
+_QUANTILES = (0.25, 0.5, 0.75)
+# Equal-width bins over a metric's range, and the slice length above which they pay off.
+_BINS = 2048
+_SMALL_SLICE = 4096
+
+
+class _Metric:
+    """One metric's values in ranked order: NaN dropped once, bins computed once, then
+    mean / median / p25 / p75 of any slice of the original positions, as pandas' groupby
+    computes them (NaN ignored)."""
+
+    def __init__(self, values: np.ndarray):
+        valid = ~np.isnan(values)
+        if valid.all():
+            self.values, self.before = values, None
+        else:  # position i of the input -> number of valid values before it
+            self.values, self.before = values[valid], np.r_[0, np.cumsum(valid)]
+        self.bins = _value_bins(self.values)
+
+    def stats(self, name: str, starts: np.ndarray, ends: np.ndarray) -> dict:
+        lo, hi = (starts, ends) if self.before is None else (self.before[starts], self.before[ends])
+        count = hi - lo
+        mean = np.full(starts.size, np.nan)
+        filled = count > 0
+        if filled.any():  # slices of the non-empty groups tile the values: reduceat sums each one
+            mean[filled] = np.add.reduceat(self.values, lo[filled]) / count[filled]
+        quantiles = np.full((starts.size, 3), np.nan)
+        for i, (a, b) in enumerate(zip(lo, hi, strict=True)):
+            if b - a > _SMALL_SLICE:
+                quantiles[i] = _binned_quantiles(self.values[a:b], self.bins[a:b])
+            elif b > a:
+                quantiles[i] = _quantiles(self.values[a:b])
+        return {f"{name}_mean": mean, f"{name}_median": quantiles[:, 1], f"{name}_p25": quantiles[:, 0],
+                f"{name}_p75": quantiles[:, 2]}
+
+
+def _value_bins(values: np.ndarray) -> np.ndarray:
+    """Bin of each (non-NaN) value: a non-decreasing function of the value, so the k-th
+    smallest of a slice sits in the bin where the slice's cumulative bin count passes k."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.intp)
+    low, high = values.min(), values.max()
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        scale = (_BINS - 1) / (high - low) if high > low else 0.0
+    if not (np.isfinite(low) and np.isfinite(high) and np.isfinite(scale)):
+        scale = 0.0  # one bin: exact still, just no faster than a partition of the slice
+        low = 0.0 if not np.isfinite(low) else low
+    with np.errstate(invalid="ignore"):
+        scaled = values - low
+        scaled *= scale
+        bins = scaled.astype(np.intp)  # values >= low: truncation is floor
+    np.clip(bins, 0, _BINS - 1, out=bins)
+    return bins
+
+
+def _binned_quantiles(values: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """``_quantiles`` of a long slice: count per bin, then partial-sort only the (one or
+    few) bins holding the needed order statistics instead of the whole slice."""
+    n = values.size
+    cumulative = np.cumsum(np.bincount(bins, minlength=_BINS))
+    positions = [q * (n - 1) for q in _QUANTILES]
+    ranks = sorted({int(p) for p in positions} | {min(int(p) + 1, n - 1) for p in positions})
+    order_stat = {}
+    bin_of = np.searchsorted(cumulative, ranks, side="right")
+    needed = np.zeros(_BINS, dtype=bool)
+    needed[bin_of] = True
+    chosen = needed[bins]  # one pass over the slice for all the needed bins
+    near, near_bins = values[chosen], bins[chosen]
+    for bin_id in np.unique(bin_of):
+        below = int(cumulative[bin_id - 1]) if bin_id else 0
+        wanted = [r for r, b in zip(ranks, bin_of, strict=True) if b == bin_id]
+        part = np.partition(near[near_bins == bin_id], [r - below for r in wanted])
+        order_stat.update({r: part[r - below] for r in wanted})
+    out = np.empty(len(_QUANTILES))
+    for i, p in enumerate(positions):
+        idx, frac = int(p), p % 1
+        out[i] = order_stat[idx] if frac == 0 else order_stat[idx] + (order_stat[idx + 1] - order_stat[idx]) * frac
+    return out
+
+
+def _quantiles(values: np.ndarray) -> np.ndarray:
+    """25th, 50th, 75th percentiles, linear interpolation written as pandas' groupby writes it
+    (``x[i] + (x[i+1] - x[i]) * frac``; numpy's own formula can differ in the last bit)."""
+    n = values.size
+    positions = [q * (n - 1) for q in _QUANTILES]
+    kth = sorted({int(p) for p in positions} | {min(int(p) + 1, n - 1) for p in positions})
+    part = np.partition(values, kth)
+    out = np.empty(len(_QUANTILES))
+    for i, p in enumerate(positions):
+        idx, frac = int(p), p % 1
+        out[i] = part[idx] if frac == 0 else part[idx] + (part[idx + 1] - part[idx]) * frac
+    return out
