@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 
+import httpx
 from django.conf import settings
 
 from analytics.models import Provider
@@ -18,7 +19,7 @@ from .models import Connection, ParticipantLink
 from .providers.asleep import AsleepClient
 from .providers.base import CanonicalSession, Page
 from .providers.beddit import BedditClient, BedditCursor
-from .providers.transport import RetryPolicy
+from .providers.transport import RetryPolicy, build_client
 
 # Asleep has no "updated since": each sync re-reads this many days before the cursor so
 # late uploads and recent re-scores are caught (RADAR-base's Fitbit route does the same).
@@ -27,6 +28,10 @@ SYNC_RETRY_POLICY = RetryPolicy()
 
 
 class Adapter:
+    # Requests in flight while paging one link (Asleep: report reads). 1 unless the engine
+    # raises it for a connection big enough to pipeline (integrations/sync.py).
+    concurrency = 1
+
     def pages(self, link: ParticipantLink) -> Iterator[Page[CanonicalSession]]:
         raise NotImplementedError
 
@@ -35,12 +40,18 @@ class Adapter:
         return self.client.requests_made
 
 
+def http_concurrency() -> int:
+    return max(1, int(getattr(settings, "SYNC_HTTP_CONCURRENCY", 8)))
+
+
 class AsleepAdapter(Adapter):
     def __init__(self, connection: Connection):
+        # One report request per night: up to http_concurrency() at a time over one pooled client.
+        sockets = http_concurrency() + 2
+        pool = httpx.Limits(max_connections=sockets, max_keepalive_connections=sockets, keepalive_expiry=30)
         self.client = AsleepClient(
             connection.credentials.get("api_key", ""),
-            base_url=connection.base_url,
-            allow_private=settings.UPSTREAM_ALLOW_PRIVATE,
+            http=build_client(connection.base_url, allow_private=settings.UPSTREAM_ALLOW_PRIVATE, limits=pool),
         )
         self.client.retry_policy = SYNC_RETRY_POLICY
 
@@ -48,7 +59,7 @@ class AsleepAdapter(Adapter):
         since = None
         if link.cursor:
             since = date.fromisoformat(link.cursor) - timedelta(days=ASLEEP_LOOKBACK_DAYS)
-        yield from self.client.iter_sessions(link.upstream_user_id, date_gte=since)
+        yield from self.client.iter_sessions(link.upstream_user_id, date_gte=since, concurrency=self.concurrency)
 
 
 class BedditAdapter(Adapter):

@@ -19,7 +19,9 @@ concerns one participant, so it is UpstreamNotFound; any other 401 is a bad key 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
@@ -395,6 +397,8 @@ class AsleepClient(ProviderClient):
         if not is_iana_timezone(timezone):
             raise ValueError("timezone must be an IANA name")
         self.timezone = timezone
+        self._pool: ThreadPoolExecutor | None = None  # report reads, made on first concurrent use
+        self._pool_lock = threading.Lock()
         super().__init__(http or build_client(base_url, allow_private=allow_private))
         self.http.headers["x-api-key"] = api_key
 
@@ -511,8 +515,14 @@ class AsleepClient(ProviderClient):
         date_lte: date | None = None,
         timezone: str | None = None,
         page_size: int = MAX_PAGE_SIZE,
+        concurrency: int = 1,
     ) -> Iterator[Page[CanonicalSession]]:
         """Page through summaries (oldest first) and fetch each COMPLETE night's report.
+
+        Asleep has no bulk read: one report request per night is unavoidable, so a page's
+        reports are fetched ``concurrency`` at a time (sharing the client's connection pool
+        and its Retry-After pause). The first failing report cancels the page's others and
+        raises; results keep the summaries' order.
 
         Each yielded page holds the nights of one summary page plus every quarantined record.
         ``next_cursor`` is the ISO date (request timezone) to use as ``date_gte`` next time:
@@ -540,6 +550,7 @@ class AsleepClient(ProviderClient):
             )
             sessions: list[CanonicalSession] = []
             bad: list[QuarantinedRecord] = list(page.quarantined)
+            complete: list[SessionSummary] = []
             for summary in page.items:
                 if summary.session_id in seen:
                     drifted = True  # shifted by an insert before our offset
@@ -551,16 +562,17 @@ class AsleepClient(ProviderClient):
                         min(pending_min, summary.start_date) if pending_min else summary.start_date
                     )
                     continue
-                try:
-                    night = self.get_session(user_id, summary.session_id, timezone=tz)
-                except UpstreamBadPayload as exc:
+                complete.append(summary)
+            reports = self._reports(user_id, [s.session_id for s in complete], tz, concurrency)
+            for summary, (night, error) in zip(complete, reports, strict=True):
+                if isinstance(error, UpstreamBadPayload):
                     bad.append(
                         QuarantinedRecord(
-                            PROVIDER, describe_error(exc), exc.payload, summary.session_id
+                            PROVIDER, describe_error(error), error.payload, summary.session_id
                         )
                     )
                     continue
-                except UpstreamNotFound:
+                if isinstance(error, UpstreamNotFound):
                     continue  # deleted between the list and the read
                 if night is None:  # listed COMPLETE, report says otherwise: try next time
                     pending_min = (
@@ -577,6 +589,35 @@ class AsleepClient(ProviderClient):
             if not page.has_more:
                 return
             offset = page.next_cursor
+
+    def _report(
+        self, user_id: str, session_id: str, tz: str
+    ) -> tuple[CanonicalSession | None, UpstreamError | None]:
+        """One report; the errors that concern this night only are returned, not raised."""
+        try:
+            return self.get_session(user_id, session_id, timezone=tz), None
+        except (UpstreamBadPayload, UpstreamNotFound) as exc:
+            return None, exc
+
+    def _reports(
+        self, user_id: str, session_ids: list[str], tz: str, concurrency: int
+    ) -> list[tuple[CanonicalSession | None, UpstreamError | None]]:
+        if concurrency <= 1 or len(session_ids) <= 1:
+            return [self._report(user_id, sid, tz) for sid in session_ids]
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="asleep-report")
+        futures = [self._pool.submit(self._report, user_id, sid, tz) for sid in session_ids]
+        try:
+            return [future.result() for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()  # after a failure: the page is abandoned, its queued reads too
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        super().close()
 
     # Reference: shared/upstreams.md §1.2 "Average stats"
     def average_stats(

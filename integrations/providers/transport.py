@@ -13,12 +13,14 @@ Named ``transport`` rather than ``http`` so it can never shadow the stdlib modul
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
 import random
 import re
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -218,6 +220,13 @@ class GuardedTransport(httpx.HTTPTransport):
         )
 
 
+@functools.lru_cache(maxsize=1)
+def default_ssl_context() -> ssl.SSLContext:
+    """The default verifying context, built once a process: loading the CA bundle costs ~20 ms,
+    more than a whole incremental sync of one connection. SSLContext is safe to share."""
+    return httpx.create_ssl_context(verify=True, trust_env=False)
+
+
 def build_client(
     base_url: str,
     *,
@@ -236,7 +245,10 @@ def build_client(
         follow_redirects=False,
         trust_env=False,
         transport=GuardedTransport(
-            allow_private=allow_private, resolver=resolver, verify=verify, limits=limits
+            allow_private=allow_private,
+            resolver=resolver,
+            verify=default_ssl_context() if verify is True else verify,
+            limits=limits,
         ),
     )
 
@@ -396,10 +408,16 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 class ProviderClient:
-    """Common shape of a provider client: one httpx.Client, calls mapped to the error family."""
+    """Common shape of a provider client: one httpx.Client, calls mapped to the error family.
+
+    A client may be used from several threads at once (httpx.Client is thread-safe): a
+    Retry-After or backoff wait one call decides holds back every call of the client, so
+    concurrent requests never hammer an upstream that asked for a pause.
+    """
 
     provider: str = ""
     retry_policy: RetryPolicy = NO_RETRY
+    _paused_until: float = 0.0  # time.monotonic() before which no call of this client starts
 
     def __init__(self, http: httpx.Client):
         self.http = http
@@ -429,6 +447,7 @@ class ProviderClient:
         policy = self.retry_policy if method.upper() in IDEMPOTENT_METHODS else NO_RETRY
         attempt = 0
         while True:
+            self._wait_while_paused()
             try:
                 return call()
             except UpstreamError as error:
@@ -436,8 +455,15 @@ class ProviderClient:
                 if wait is None:
                     raise
                 logger.info("retrying %s call after %s in %.1fs", self.provider, type(error).__name__, wait)
+                if getattr(error, "retry_after", None) is not None:
+                    # The upstream asked for a pause: it holds for the client's other calls too.
+                    self._paused_until = max(self._paused_until, time.monotonic() + wait)
                 time.sleep(wait)
                 attempt += 1
+
+    def _wait_while_paused(self) -> None:
+        while (left := self._paused_until - time.monotonic()) > 0:
+            time.sleep(left)
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         return self._with_retries(method, lambda: self._send_once(method, url, **kwargs))
