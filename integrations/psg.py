@@ -173,8 +173,8 @@ def psg_recording_upload(
 
     from .tasks import psg_submit_task
 
-    recording_id = recording.pk
-    transaction.on_commit(lambda: psg_submit_task.delay(recording_id))
+    recording_id, organization_id = recording.pk, organization.pk
+    transaction.on_commit(lambda: psg_submit_task.delay(recording_id, organization_id))
     return recording
 
 
@@ -323,9 +323,9 @@ def usleep_session_delete(client: USleepClient, session_name: str) -> None:
         pass  # never created, or already deleted: the goal is met
 
 
-def psg_recording_fail(*, recording_id: int, error: str) -> PsgOutcome:
+def psg_recording_fail(*, recording_id: int, error: str, organization_id: int | None = None) -> PsgOutcome:
     """Final failure of a task: record ``error`` unless already finished, then clean up."""
-    recording = PsgRecording.objects.select_related("connection").filter(pk=recording_id).first()
+    recording = _scoped(recording_id, organization_id).select_related("connection").first()
     if recording is None:
         return PsgOutcome(PsgStep.GONE)
     try:
@@ -334,20 +334,26 @@ def psg_recording_fail(*, recording_id: int, error: str) -> PsgOutcome:
         return PsgOutcome(PsgStep.FAILED, error=error)
 
 
-def _load(recording_id: int) -> PsgRecording | None:
-    return (
-        PsgRecording.objects.select_related("connection", "organization", "participant")
-        .filter(pk=recording_id)
-        .first()
-    )
+def _scoped(recording_id: int, organization_id: int | None):
+    """The recording, looked up inside its organization when the task names one.
+
+    Tasks carry (recording id, organization id): a mixed-up or forged pair finds nothing and
+    touches nothing. ``None`` is for messages enqueued before tasks carried the organization.
+    """
+    rows = PsgRecording.objects.filter(pk=recording_id)
+    return rows if organization_id is None else rows.filter(organization_id=organization_id)
+
+
+def _load(recording_id: int, organization_id: int | None = None) -> PsgRecording | None:
+    return _scoped(recording_id, organization_id).select_related("connection", "organization", "participant").first()
 
 
 # --- submit --------------------------------------------------------------------------------------
 
 
-def psg_recording_submit(*, recording_id: int) -> PsgOutcome:
+def psg_recording_submit(*, recording_id: int, organization_id: int | None = None) -> PsgOutcome:
     """Send an uploaded recording to its scorer and start the scoring (one attempt)."""
-    recording = _load(recording_id)
+    recording = _load(recording_id, organization_id)
     if recording is None:
         return PsgOutcome(PsgStep.GONE)
     if recording.status in PSG_TERMINAL:
@@ -390,7 +396,7 @@ def psg_recording_submit(*, recording_id: int) -> PsgOutcome:
                 return _on_upstream_error(recording, exc, client)
             submitted = PsgRecording.objects.filter(pk=recording_id, status=PsgStatus.UPLOADED).update(
                 status=PsgStatus.SUBMITTED, upstream_id=upstream_id, submitted_at=timezone.now(),
-                claimed_until=None, error="",
+                claimed_until=None, error="", updated_at=timezone.now(),
             )
             if not submitted:  # deleted (or failed) while we uploaded: leave nothing upstream
                 if connection.provider == Provider.USLEEP:
@@ -448,9 +454,9 @@ def _gc_file_input(algorithm: Algorithm) -> str:
 # --- poll ----------------------------------------------------------------------------------------
 
 
-def psg_recording_poll(*, recording_id: int) -> PsgOutcome:
+def psg_recording_poll(*, recording_id: int, organization_id: int | None = None) -> PsgOutcome:
     """One non-blocking look at the scorer; store the night when it is done."""
-    recording = _load(recording_id)
+    recording = _load(recording_id, organization_id)
     if recording is None:
         return PsgOutcome(PsgStep.GONE)
     if recording.status in PSG_TERMINAL:
@@ -478,7 +484,10 @@ def _poll(client, recording: PsgRecording) -> PsgOutcome:
         job = client.get_job(recording.upstream_id)
         state = job.state
     if state is ScoringState.PENDING:
-        PsgRecording.objects.filter(pk=recording.pk, status=PsgStatus.SUBMITTED).update(status=PsgStatus.SCORING)
+        # updated_at is the poll chain's heartbeat: the stranded sweep leaves a live chain alone.
+        PsgRecording.objects.filter(pk=recording.pk, status__in=[PsgStatus.SUBMITTED, PsgStatus.SCORING]).update(
+            status=PsgStatus.SCORING, updated_at=timezone.now()
+        )
         return PsgOutcome(PsgStep.PENDING)
     if state is ScoringState.FAILED:
         return _fail(recording, "scoring_failed", client)
@@ -536,3 +545,39 @@ def usleep_orphan_delete(*, connection_id: int, session_name: str) -> PsgOutcome
             return PsgOutcome(PsgStep.RETRY, error=error_code(exc), retry_after=getattr(exc, "retry_after", None))
         logger.warning("psg upstream session not deleted connection=%s (%s)", connection_id, type(exc).__name__)
     return PsgOutcome(PsgStep.COMPLETED)
+
+
+# --- stranded recordings -------------------------------------------------------------------------
+
+# Without progress for this long, a recording's task chain is taken as lost (a flushed or
+# restarted broker, a message acked by a dying worker). Far above the longest poll countdown
+# (120 s) plus a poll's time limit, so a live chain is never doubled.
+DEFAULT_STRANDED_SECONDS = 900
+
+
+def psg_stranded_claim(*, limit: int = 200) -> list[tuple[str, int, int]]:
+    """Claim recordings stranded in a non-terminal state; returns (step, recording id,
+    organization id) of the task each needs: "submit" for an upload never sent (and not
+    being sent: no live submit claim), "poll" for a submitted or scoring one.
+
+    Each claim is a conditional UPDATE of ``updated_at`` (the chain's heartbeat): whichever
+    sweep wins re-enqueues one task, and the recording is not stranded again before another
+    full threshold passes without progress, so a recording never gets two chains at once.
+    """
+    threshold = getattr(settings, "PSG_STRANDED_SECONDS", DEFAULT_STRANDED_SECONDS)
+    now = timezone.now()
+    before = now - timedelta(seconds=threshold)
+    candidates = (
+        PsgRecording.objects.filter(
+            status__in=[PsgStatus.UPLOADED, PsgStatus.SUBMITTED, PsgStatus.SCORING], updated_at__lt=before
+        )
+        .exclude(status=PsgStatus.UPLOADED, claimed_until__gte=now)
+        .order_by("updated_at")
+        .values_list("pk", "organization_id", "status", "updated_at")[:limit]
+    )
+    claimed = []
+    for pk, organization_id, status, updated_at in candidates:
+        if PsgRecording.objects.filter(pk=pk, status=status, updated_at=updated_at).update(updated_at=now):
+            claimed.append(("submit" if status == PsgStatus.UPLOADED else "poll", pk, organization_id))
+            logger.warning("psg recording=%s stranded in status=%s: step re-enqueued", pk, status)
+    return claimed

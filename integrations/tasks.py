@@ -138,9 +138,10 @@ def _psg_task_failure(self, exc, task_id, args, kwargs, einfo) -> None:
     from .psg import psg_recording_fail
 
     recording_id = args[0] if args else kwargs.get("recording_id")
+    organization_id = args[1] if len(args) > 1 else kwargs.get("organization_id")
     if recording_id is not None:
         error = "timeout" if isinstance(exc, SoftTimeLimitExceeded) else "internal_error"
-        psg_recording_fail(recording_id=recording_id, error=error)
+        psg_recording_fail(recording_id=recording_id, error=error, organization_id=organization_id)
 
 
 @shared_task(
@@ -151,15 +152,16 @@ def _psg_task_failure(self, exc, task_id, args, kwargs, einfo) -> None:
     time_limit=PSG_SUBMIT_TIME_LIMIT,
     on_failure=_psg_task_failure,
 )
-def psg_submit_task(self, recording_id: int) -> str:
+def psg_submit_task(self, recording_id: int, organization_id: int | None = None) -> str:
     """Send a recording to its scorer, then hand over to psg_poll_task."""
     from .psg import PsgStep, psg_recording_fail, psg_recording_submit
 
-    outcome = psg_recording_submit(recording_id=recording_id)
+    # organization_id scopes every lookup; None only in messages queued before it existed.
+    outcome = psg_recording_submit(recording_id=recording_id, organization_id=organization_id)
     if outcome.step is PsgStep.SUBMITTED:
         # Also on a re-run after a crash between commit and enqueue: a second poll chain is
         # harmless (polls are idempotent), a missing one would strand the recording.
-        psg_poll_task.apply_async(args=[recording_id], countdown=psg_poll_countdown(0))
+        psg_poll_task.apply_async(args=[recording_id, organization_id], countdown=psg_poll_countdown(0))
     elif outcome.step is PsgStep.RETRY or outcome.cleanup_pending:
         if self.request.retries < self.max_retries:
             wait = _backoff(self.request.retries)
@@ -167,7 +169,11 @@ def psg_submit_task(self, recording_id: int) -> str:
                 wait = max(wait, min(outcome.retry_after, MAX_COUNTDOWN_SECONDS) + random.uniform(0, 1))
             raise self.retry(countdown=wait)
         if outcome.step is PsgStep.RETRY:
-            outcome = psg_recording_fail(recording_id=recording_id, error=outcome.error or "upstream_unavailable")
+            outcome = psg_recording_fail(
+                recording_id=recording_id,
+                error=outcome.error or "upstream_unavailable",
+                organization_id=organization_id,
+            )
     return outcome.step.value
 
 
@@ -179,19 +185,36 @@ def psg_submit_task(self, recording_id: int) -> str:
     time_limit=PSG_POLL_TIME_LIMIT,
     on_failure=_psg_task_failure,
 )
-def psg_poll_task(self, recording_id: int) -> str:
+def psg_poll_task(self, recording_id: int, organization_id: int | None = None) -> str:
     """One look at the scorer; re-run by ``retry(countdown=...)`` until it is done."""
     from .psg import PsgStep, psg_recording_fail, psg_recording_poll
 
-    outcome = psg_recording_poll(recording_id=recording_id)
+    outcome = psg_recording_poll(recording_id=recording_id, organization_id=organization_id)
     if outcome.step in (PsgStep.PENDING, PsgStep.RETRY) or outcome.cleanup_pending:
         if self.request.retries < self.max_retries:
             raise self.retry(countdown=psg_poll_countdown(self.request.retries, outcome.retry_after))
         if outcome.step is PsgStep.PENDING:
-            outcome = psg_recording_fail(recording_id=recording_id, error="scoring_timeout")
+            outcome = psg_recording_fail(
+                recording_id=recording_id, error="scoring_timeout", organization_id=organization_id
+            )
         elif outcome.step is PsgStep.RETRY:
-            outcome = psg_recording_fail(recording_id=recording_id, error=outcome.error or "upstream_unavailable")
+            outcome = psg_recording_fail(
+                recording_id=recording_id,
+                error=outcome.error or "upstream_unavailable",
+                organization_id=organization_id,
+            )
     return outcome.step.value
+
+
+@shared_task(name="integrations.psg_sweep_stranded", acks_late=False, time_limit=60, soft_time_limit=50)
+def psg_sweep_stranded_task() -> int:
+    """Beat: re-enqueue the next step of recordings whose task chain was lost (psg.py)."""
+    from .psg import psg_stranded_claim
+
+    claimed = psg_stranded_claim()
+    for step, recording_id, organization_id in claimed:
+        (psg_submit_task if step == "submit" else psg_poll_task).delay(recording_id, organization_id)
+    return len(claimed)
 
 
 @shared_task(bind=True, name="integrations.psg_upstream_delete", max_retries=MAX_RETRIES, time_limit=60, soft_time_limit=50)
