@@ -20,6 +20,8 @@ LEVEL_TITLES = {0: "Overall"}
 _SHEET_FORBIDDEN = str.maketrans({c: " " for c in "\\/?*[]:"})
 _HEADER_FONT = Font(bold=True, color="FFFFFF")
 _HEADER_FILL = PatternFill("solid", fgColor="305496")
+_SUPPRESSED_FILL = PatternFill("solid", fgColor="E7E6E6")
+_SUPPRESSED_FONT = Font(italic=True, color="595959")
 
 
 def group_label(spec: str) -> str:
@@ -77,44 +79,55 @@ def _sheet_title(level: int, group_by: list[str]) -> str:
     return title.translate(_SHEET_FORBIDDEN)[:31]
 
 
-def _write_table(sheet, header: list[str], rows: list[list]) -> None:
+def _write_table(sheet, header: list[str], rows: list[list], suppressed: list[bool] | None = None) -> None:
     sheet.append(header)
     for cell in sheet[1]:
         cell.font = _HEADER_FONT
         cell.fill = _HEADER_FILL
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
-    for values in rows:
+    for index, values in enumerate(rows):
         sheet.append(values)
+        if suppressed and suppressed[index]:
+            # Suppressed cells stay empty; the grey row and its note say why at a glance.
+            for cell in sheet[sheet.max_row]:
+                cell.fill = _SUPPRESSED_FILL
+                cell.font = _SUPPRESSED_FONT
     sheet.freeze_panes = "A2"
     for index, name in enumerate(header, start=1):
         sheet.column_dimensions[get_column_letter(index)].width = max(10, min(40, len(str(name)) + 2))
 
 
-def cohort_xlsx(payload: dict) -> bytes:
+def cohort_xlsx(payload: dict, *, generated_at=None, organization_name: str | None = None) -> bytes:
     """Workbook: one sheet per grouping level (Overall, By <first>, By <first> and <second>)
-    with a formatted header row, then a Notes sheet (period, suppression rule, definitions)."""
+    with a formatted header row (suppressed rows greyed), then a Notes sheet (period,
+    suppression rule, definitions; the organization and generation time when given)."""
     workbook = Workbook()
     workbook.remove(workbook.active)
     header = table_columns(payload)
     for level in range(len(payload["group_by"]) + 1):
         sheet = workbook.create_sheet(_sheet_title(level, payload["group_by"]))
-        _write_table(sheet, header, [_cells(row, payload) for row in payload["rows"] if row["level"] == level])
+        rows = [row for row in payload["rows"] if row["level"] == level]
+        _write_table(sheet, header, [_cells(row, payload) for row in rows], [row["suppressed"] for row in rows])
 
     notes = workbook.create_sheet("Notes")
     lines = [
-        ("Report", "Cohort report"),
+        ("Report", "Cohort report" + (f" - {organization_name}" if organization_name else "")),
         ("Period", f"{payload['period']['start']} to {payload['period']['end']}"),
         ("Previous period (trend)", f"{payload['previous_period']['start']} to {payload['previous_period']['end']}"),
         ("Grouped by", ", ".join(payload["group_by"])),
         ("Minimum group size", payload["min_group_size"]),
         ("Suppression rule", payload["suppression_rule"]),
+        ("Suppressed cells", "left empty; 'suppressed' is true and 'suppression_note' says why "
+                             "(greyed rows)"),
+        ("Generated at", generated_at.strftime("%Y-%m-%d %H:%M %Z").strip() if generated_at else ""),
         ("", ""),
         ("Figure", "Definition"),
         *[(name, text) for name, text in payload["definitions"].items()],
     ]
     for key, value in lines:
         notes.append([key, value])
-    for row_number in (1, 8):
+    definitions_header = lines.index(("Figure", "Definition")) + 1
+    for row_number in (1, definitions_header):
         for cell in notes[row_number]:
             cell.font = Font(bold=True)
     notes.column_dimensions["A"].width = 28

@@ -9,6 +9,8 @@ from django.db import models
 from tenants.models import Organization, Participant, validate_timezone
 from tenants.scoping import OrgScopedManager
 
+from .storage import exports_storage
+
 # Bump when a metric definition changes; `python manage.py recompute_metrics` rebuilds
 # rows computed with an older version.
 METRICS_VERSION = 1
@@ -213,7 +215,7 @@ class Export(models.Model):
     params = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     progress = models.PositiveSmallIntegerField(default=0)  # 0..100
-    file = models.FileField(upload_to="exports/%Y/%m/", blank=True, default="")
+    file = models.FileField(upload_to="exports/%Y/%m/", storage=exports_storage, blank=True, default="")
     error = models.CharField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -246,7 +248,16 @@ class WeeklyDigest(models.Model):
     iso_year = models.PositiveSmallIntegerField()
     iso_week = models.PositiveSmallIntegerField()
     claimed_at = models.DateTimeField(auto_now_add=True)
+    # Recovery points (analytics/email_tasks.py): the claim's owner (Celery task id) and a
+    # fence counter bumped by every (re)claim; `sending_at` is committed just before the
+    # message goes to the SMTP server: set without `sent_at`, the outcome is unknown and
+    # the email is never sent again (no duplicates).
+    claim_token = models.CharField(max_length=64, blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=1)
+    sending_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Last failure as a short code ("transient:421", "refused"), never an address.
+    error = models.CharField(max_length=64, blank=True, default="")
 
     objects = OrgScopedManager()
 

@@ -13,6 +13,7 @@ from analytics.api import (
     WeeklyParticipantReportViewSet,
     WeeklyReportViewSet,
 )
+from analytics.api_exports import AuditEventViewSet, ExportViewSet
 from integrations.api import ConnectionViewSet, ParticipantLinkViewSet, QuarantinedRecordViewSet, SyncRunViewSet
 from integrations.api_psg import PsgRecordingViewSet
 from tenants.api.views import DepartmentViewSet, MembershipViewSet, ParticipantViewSet
@@ -31,3 +32,5 @@ org_router.register("reports/cohort", CohortReportViewSet, basename="report-coho
 org_router.register("reports/weekly/participants", WeeklyParticipantReportViewSet, basename="report-weekly-participant")
 org_router.register("reports/weekly", WeeklyReportViewSet, basename="report-weekly")
 org_router.register("reports/trends", TrendReportViewSet, basename="report-trends")
+org_router.register("exports", ExportViewSet, basename="export")
+org_router.register("audit-events", AuditEventViewSet, basename="audit-event")

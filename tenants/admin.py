@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.html import format_html
 
 from .models import Department, Membership, Organization, Participant
 
@@ -25,11 +26,18 @@ class DepartmentAdmin(admin.ModelAdmin):
 
 @admin.register(Participant)
 class ParticipantAdmin(admin.ModelAdmin):
-    list_display = ["name", "organization", "department", "enrolled_at", "weekly_email_opt_in"]
+    list_display = ["name", "organization", "department", "enrolled_at", "weekly_email_opt_in", "dashboard_page"]
     list_filter = ["organization", "weekly_email_opt_in"]
-    search_fields = ["name", "email"]
+    search_fields = ["name", "email", "department__name"]
     list_select_related = ["organization", "department"]
     raw_id_fields = ["user", "department"]
+    readonly_fields = ["uuid", "dashboard_page"]
+
+    @admin.display(description="Dashboard")
+    def dashboard_page(self, obj):
+        if obj.pk is None:
+            return "-"
+        return format_html('<a href="/o/{}/participants/{}/">nights</a>', obj.organization.slug, obj.uuid)
 
 
 @admin.register(Membership)

@@ -6,12 +6,14 @@
 
 from django.urls import include, path
 
-from . import account, emails, overview, participants, reports
+from . import account, emails, overview, participants, reports, unsubscribe
 
 app_name = "dashboard"
 
 urlpatterns = [
     *account.urlpatterns,
+    # Public (no login): the weekly emails' signed one-click unsubscribe links.
+    *unsubscribe.urlpatterns,
     path("o/<slug:org>/", include(overview.urlpatterns)),
     path("o/<slug:org>/", include(participants.urlpatterns)),
     path("o/<slug:org>/", include(reports.urlpatterns)),

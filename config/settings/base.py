@@ -102,6 +102,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Content-Security-Policy header (django-csp; policy under SECURITY below).
+    "csp.middleware.CSPMiddleware",
+    # Dashboard views answer 403/404 with an HTML page; API routes keep their JSON errors.
+    "analytics.views.errors.DashboardErrorPagesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -142,7 +146,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+# The dashboard's sign-in page; the Django admin keeps its own at /admin/login/.
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
 
 # SECURITY (https://docs.djangoproject.com/en/5.2/ref/checks/#security)
 # ------------------------------------------------------------------------------
@@ -163,6 +169,25 @@ SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts, styles, images and fonts from this origin
+# only, so no inline script can run and no page can reach a CDN. Dashboard charts read
+# their data from json_script blocks (type application/json, not executed). Swagger UI and
+# Redoc start from inline scripts and styles: their two pages are left out.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/docs/", "/api/redoc/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 # Request bodies above this are refused with 413 before any parsing (PSG uploads use
 # their own streamed upload limit).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
@@ -259,6 +284,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "integrations.schedule_due_syncs",
         "schedule": env.float("SYNC_SCHEDULER_SECONDS", default=60.0),
     },
+    # Re-enqueues PSG recordings whose task chain was lost (e.g. a flushed broker).
+    "integrations-psg-sweep-stranded": {
+        "task": "integrations.psg_sweep_stranded",
+        "schedule": env.float("PSG_SWEEP_SECONDS", default=300.0),
+    },
     # Sends the weekly emails of every organization whose local weekday and hour have come
     # (WeeklyDigest rows make each person's email exactly-once, whatever runs twice).
     "analytics-weekly-emails": {
@@ -341,12 +371,20 @@ LOGGING = {
 MIN_GROUP_SIZE_FLOOR = env.int("MIN_GROUP_SIZE_FLOOR", default=3)
 # A sync's lease outlives the hard task limit, so only a dead worker's lease expires.
 SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 60)
+# Sync throughput (integrations/sync.py): nights per commit, pages fetched ahead, report
+# reads in flight, and the number of links from which a connection pipelines.
+SYNC_COMMIT_SESSIONS = env.int("SYNC_COMMIT_SESSIONS", default=2000)
+SYNC_FETCH_AHEAD_PAGES = env.int("SYNC_FETCH_AHEAD_PAGES", default=16)
+SYNC_HTTP_CONCURRENCY = env.int("SYNC_HTTP_CONCURRENCY", default=8)
+SYNC_PIPELINE_MIN_LINKS = env.int("SYNC_PIPELINE_MIN_LINKS", default=50)
 # Upstream base URLs on loopback/private networks are refused unless allowed (SSRF guard).
 # The local demo and the tests talk to simulators on 127.0.0.1.
 UPSTREAM_ALLOW_PRIVATE = env.bool("UPSTREAM_ALLOW_PRIVATE", default=False)
 # PSG recordings (EDF) uploaded for scoring: larger uploads are refused with 413 while they
 # stream in. A full-night PSG at 256 Hz with ~20 channels is about 200-300 MiB.
 PSG_MAX_UPLOAD_BYTES = env.int("PSG_MAX_UPLOAD_BYTES", default=512 * 1024 * 1024)
+# A PSG recording without progress for this long has lost its task chain: the sweep re-enqueues it.
+PSG_STRANDED_SECONDS = env.int("PSG_STRANDED_SECONDS", default=900)
 # CA bundle (PEM) trusted for upstream TLS besides the system store: a self-signed scorer
 # such as the local Grand Challenge simulator. Empty: the system trust store only.
 UPSTREAM_CA_BUNDLE = env.str("UPSTREAM_CA_BUNDLE", default="")
@@ -358,3 +396,55 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "SyncRunStatusEnum": "integrations.models.SyncRunStatus",
     "PsgRecordingStatusEnum": "integrations.models.PsgStatus",
 }
+
+# REPORT EXPORTS (analytics/export_services.py)
+# ------------------------------------------------------------------------------
+# Export files are deleted (status "expired") this long after they are built.
+EXPORT_RETENTION = __import__("datetime").timedelta(days=env.float("EXPORT_RETENTION_DAYS", default=7))
+# Where export files live: "filesystem" (MEDIA_ROOT/exports/, the default) or "s3" (any
+# S3-compatible store through django-storages). Either way files are private: the platform
+# streams them through an org-scoped download view, never a public or pre-signed URL.
+EXPORT_STORAGE_BACKEND = env.str("EXPORT_STORAGE_BACKEND", default="filesystem")
+if EXPORT_STORAGE_BACKEND == "filesystem":
+    STORAGES["exports"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MEDIA_ROOT)},
+    }
+elif EXPORT_STORAGE_BACKEND == "s3":
+    STORAGES["exports"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("AWS_STORAGE_BUCKET_NAME"),
+            "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,  # MinIO, Ceph, R2...
+            "region_name": env.str("AWS_S3_REGION_NAME", default="") or None,
+            "access_key": env_secret("AWS_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env_secret("AWS_SECRET_ACCESS_KEY", default="") or None,
+            "location": env.str("AWS_LOCATION", default=""),  # key prefix inside the bucket
+            "default_acl": "private",
+            "file_overwrite": False,
+            "querystring_auth": True,
+        },
+    }
+else:
+    raise ImproperlyConfigured(
+        f"EXPORT_STORAGE_BACKEND must be 'filesystem' or 's3', not {EXPORT_STORAGE_BACKEND!r}."
+    )
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["ExportStatusEnum"] = "analytics.models.Export.Status"
+
+# WEEKLY EMAILS (analytics/email_tasks.py; links use SITE_URL, env PLATFORM_SITE_URL)
+# ------------------------------------------------------------------------------
+# An organization's emails go out from its local weekday/hour until this many hours later
+# (a beat that was down for a while still sends; later than this, the week is skipped).
+WEEKLY_EMAIL_MAX_DELAY_HOURS = env.int("WEEKLY_EMAIL_MAX_DELAY_HOURS", default=24)
+if not 1 <= WEEKLY_EMAIL_MAX_DELAY_HOURS < 7 * 24:
+    raise ImproperlyConfigured("WEEKLY_EMAIL_MAX_DELAY_HOURS must be between 1 and 167.")
+WEEKLY_EMAIL_BATCH_SIZE = env.int("WEEKLY_EMAIL_BATCH_SIZE", default=200)
+# A claim that never reached the SMTP hand-off is taken over after this long: longer than a
+# task may live (hard time limit), so its worker is certainly gone.
+WEEKLY_EMAIL_CLAIM_STALE_SECONDS = env.int(
+    "WEEKLY_EMAIL_CLAIM_STALE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 300
+)
+# Unsubscribe links (signed, no login) stop working after this many days.
+WEEKLY_EMAIL_UNSUBSCRIBE_MAX_AGE_DAYS = env.int("WEEKLY_EMAIL_UNSUBSCRIBE_MAX_AGE_DAYS", default=180)
+# "Send me a test" from the admin page: at most this many per admin per hour.
+WEEKLY_EMAIL_TESTS_PER_HOUR = env.int("WEEKLY_EMAIL_TESTS_PER_HOUR", default=10)

@@ -61,7 +61,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Syncing demo nights from the simulators ({len(connections)} connections)...")
         url = f"http://{host}:{port}"
         self.stdout.write(self.style.SUCCESS(f"\nSleep platform running at {url}/"))
-        self.stdout.write(f"  API docs:    {url}/api/docs/      (log in at {url}/admin/ first, or use a token)")
+        self.stdout.write(f"  Dashboard:   {url}/login/")
+        self.stdout.write(f"  API docs:    {url}/api/docs/      (after logging in, or with a token)")
         self.stdout.write(f"  Admin:       {url}/admin/")
         if login:
             self.stdout.write(f"  Login:       {login.users['owner']} / {login.password}")

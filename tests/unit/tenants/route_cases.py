@@ -222,6 +222,45 @@ def _analytics_cases() -> dict:
 CASES.update(_analytics_cases())
 
 
+def _done_export(world, role):
+    """A built cohort export of the organization, its file in the exports storage."""
+    from datetime import timedelta
+
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from analytics.models import Export
+
+    export = Export(organization=world.org, kind="cohort", format="csv", status=Export.Status.DONE, progress=100,
+                    params={"start": "2026-03-01", "end": "2026-03-14", "group_by": ["department"]},
+                    finished_at=timezone.now(), expires_at=timezone.now() + timedelta(days=7))
+    export.file.save(f"{export.uuid}.csv", ContentFile(b"level,participants\r\n0,\r\n"), save=False)
+    export.save()
+    return export
+
+
+def _export_cases() -> dict:
+    from analytics.api_exports import AuditEventViewSet, ExportViewSet
+    from tenants.models import AuditEvent
+
+    return {
+        ExportViewSet: RouteCase(
+            make=_done_export,
+            payloads={"create": lambda w, o: {"kind": "cohort", "format": "csv", "start": "2026-03-01",
+                                              "end": "2026-03-14", "group_by": "department"}},
+        ),
+        AuditEventViewSet: RouteCase(
+            make=lambda world, role: AuditEvent.objects.create(
+                organization=world.org, actor=world.users[Role.OWNER], action="export.requested",
+                target="export:route-case", params={"format": "csv"},
+            )
+        ),
+    }
+
+
+CASES.update(_export_cases())
+
+
 def case_for(view_class) -> RouteCase:
     if view_class not in CASES:
         raise AssertionError(
