@@ -12,12 +12,12 @@ from tenants.roles import Role
 
 from ...factories import ParticipantFactory
 from ...unit.analytics.nights import days, store_nights
-from ..dashboard.conftest import PASSWORD, browser, log_in, page, screenshot  # noqa: F401 (fixtures)
+from .conftest import PASSWORD, log_in, screenshot
 
 pytestmark = pytest.mark.integration
 
 
-def test_an_admin_previews_a_participants_email(page, live_server, transactional_db, world_a):  # noqa: F811
+def test_an_admin_previews_a_participants_email(page, live_server, transactional_db, world_a):
     org = world_a.org
     person = ParticipantFactory(organization=org, name="Preview Person", email="preview@people.test")
     today = dashboard.organization_today(org)
