@@ -65,17 +65,22 @@ def celery_worker(*, env: dict[str, str], concurrency: int = 1, log_path: Path |
     try:
         yield process
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(timeout=10)
+        stop_process_group(process, timeout=20)
         if log_path:
             log.close()
+
+
+def stop_process_group(process: subprocess.Popen, *, timeout: float) -> None:
+    """SIGTERM a process started with ``start_new_session`` and its children; SIGKILL if it lingers."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition"):

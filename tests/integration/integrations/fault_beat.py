@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..conftest import ROOT, database_url_for_subprocess
+from ..conftest import ROOT, database_url_for_subprocess, stop_process_group
 from .conftest import FAULT_ENV
 
 
@@ -41,12 +40,4 @@ def celery_beat(*, broker_url: str, folder: Path, name: str = "beat", **override
         try:
             yield process
         finally:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait(timeout=10)
+            stop_process_group(process, timeout=10)
