@@ -11,17 +11,15 @@ from __future__ import annotations
 import csv
 import io
 
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
+# openpyxl (and the Pillow it imports) is loaded by cohort_xlsx only: the worker processes
+# that sync or send emails, and the web process until someone downloads a workbook, never
+# need it (tests/unit/config/test_worker_imports.py).
 
 LEVEL_TITLES = {0: "Overall"}
 # Excel forbids these characters in sheet titles and caps titles at 31 characters.
 _SHEET_FORBIDDEN = str.maketrans({c: " " for c in "\\/?*[]:"})
-_HEADER_FONT = Font(bold=True, color="FFFFFF")
-_HEADER_FILL = PatternFill("solid", fgColor="305496")
-_SUPPRESSED_FILL = PatternFill("solid", fgColor="E7E6E6")
-_SUPPRESSED_FONT = Font(italic=True, color="595959")
+_HEADER_COLOR, _HEADER_FILL_COLOR = "FFFFFF", "305496"
+_SUPPRESSED_COLOR, _SUPPRESSED_FILL_COLOR = "595959", "E7E6E6"
 
 
 def group_label(spec: str) -> str:
@@ -80,18 +78,25 @@ def _sheet_title(level: int, group_by: list[str]) -> str:
 
 
 def _write_table(sheet, header: list[str], rows: list[list], suppressed: list[bool] | None = None) -> None:
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    header_font = Font(bold=True, color=_HEADER_COLOR)
+    header_fill = PatternFill("solid", fgColor=_HEADER_FILL_COLOR)
+    suppressed_font = Font(italic=True, color=_SUPPRESSED_COLOR)
+    suppressed_fill = PatternFill("solid", fgColor=_SUPPRESSED_FILL_COLOR)
     sheet.append(header)
     for cell in sheet[1]:
-        cell.font = _HEADER_FONT
-        cell.fill = _HEADER_FILL
+        cell.font = header_font
+        cell.fill = header_fill
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
     for index, values in enumerate(rows):
         sheet.append(values)
         if suppressed and suppressed[index]:
             # Suppressed cells stay empty; the grey row and its note say why at a glance.
             for cell in sheet[sheet.max_row]:
-                cell.fill = _SUPPRESSED_FILL
-                cell.font = _SUPPRESSED_FONT
+                cell.fill = suppressed_fill
+                cell.font = suppressed_font
     sheet.freeze_panes = "A2"
     for index, name in enumerate(header, start=1):
         sheet.column_dimensions[get_column_letter(index)].width = max(10, min(40, len(str(name)) + 2))
@@ -101,6 +106,9 @@ def cohort_xlsx(payload: dict, *, generated_at=None, organization_name: str | No
     """Workbook: one sheet per grouping level (Overall, By <first>, By <first> and <second>)
     with a formatted header row (suppressed rows greyed), then a Notes sheet (period,
     suppression rule, definitions; the organization and generation time when given)."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font
+
     workbook = Workbook()
     workbook.remove(workbook.active)
     header = table_columns(payload)
