@@ -24,7 +24,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpcore
@@ -43,6 +43,7 @@ from .errors import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Read may be slow on report endpoints; connect and pool waits should fail fast so a dead
 # upstream does not hold a worker (reliability.md §1 "timeouts on all I/O").
@@ -469,8 +470,11 @@ class ProviderClient:
         return self._with_retries(method, lambda: self._send_once(method, url, **kwargs))
 
     def _json(self, method: str, url: str, **kwargs: Any) -> Any:
-        # Retried as a whole: a truncated body is a transient fault of the same request.
-        return self._with_retries(
-            method,
-            lambda: parse_json(self._send_once(method, url, **kwargs), provider=self.provider),
-        )
+        return self._parsed(method, url, lambda r: parse_json(r, provider=self.provider), **kwargs)
+
+    def _parsed(
+        self, method: str, url: str, parse: Callable[[httpx.Response], T], **kwargs: Any
+    ) -> T:
+        """A call whose body ``parse`` reads; retried as a whole, so a truncated body (a
+        transient fault of the same request) is asked for again."""
+        return self._with_retries(method, lambda: parse(self._send_once(method, url, **kwargs)))

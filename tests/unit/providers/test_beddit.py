@@ -416,3 +416,61 @@ def test_it_stores_int8_stages(client, mock):
     stages = transitions_to_epochs([[T0, W], [T0 + 30, S]], T0, T0 + 90)
     _, canonical = epochs_to_canonical(stages)
     assert canonical.dtype == np.int8
+
+
+class TestWholeAnswerFastPath:
+    """A well-formed answer is validated whole from its bytes; anything else per record."""
+
+    @pytest.fixture
+    def authed(self, mock):
+        return BedditClient(token="t", user_id=98740, base_url=BASE)
+
+    @pytest.fixture
+    def per_record_calls(self, monkeypatch):
+        import integrations.providers.beddit as beddit
+
+        calls = []
+        original = beddit.parse_records
+
+        def spy(records, *args, **kwargs):
+            calls.append(len(records))
+            return original(records, *args, **kwargs)
+
+        monkeypatch.setattr(beddit, "parse_records", spy)
+        return calls
+
+    def simulated_nights(self, count=5):
+        from integrations.simulators.beddit import BedditSimulator
+
+        sim = BedditSimulator(seed=3)
+        user = sim.add_user(nights=count)
+        return [sim.sleep_object(rec) for rec in sim.store.sessions(user)]
+
+    def test_it_gives_what_the_per_record_path_gives(self, authed, mock, per_record_calls):
+        from integrations.providers.beddit import parse_sleep
+
+        nights = self.simulated_nights()
+        mock.get("/api/v1/user/98740/sleep").respond(200, json=nights)
+        page = authed.fetch_sleeps()
+        assert per_record_calls == []  # validated whole
+        assert list(page.items) == [parse_sleep(n, user_id="98740") for n in nights]
+        newest = max(n["updated"] for n in nights)
+        assert page.next_cursor["updated_after"] == newest
+
+    def test_a_night_wrong_in_meaning_sends_the_answer_per_record(self, authed, mock, per_record_calls):
+        good, bad_tz = self.simulated_nights(2)
+        bad_tz["timezone"] = "Mars/Olympus"  # well-formed, so the whole answer validates
+        mock.get("/api/v1/user/98740/sleep").respond(200, json=[good, bad_tz])
+        page = authed.fetch_sleeps()
+        assert per_record_calls == [2]
+        assert [n.upstream_id for n in page.items] == [good["date"]]
+        (quarantined,) = page.quarantined
+        assert quarantined.upstream_id == bad_tz["date"] and quarantined.payload == bad_tz
+
+    def test_nan_anywhere_is_refused_as_before(self, authed, mock):
+        (night,) = self.simulated_nights(1)
+        text = httpx.Response(200, json=[night]).text.replace('"items":[]', '"items":[[1.0,NaN]]', 1)
+        assert "NaN" in text
+        mock.get("/api/v1/user/98740/sleep").respond(200, content=text.encode())
+        with pytest.raises(UpstreamUnavailable):
+            authed.fetch_sleeps()
