@@ -44,10 +44,16 @@ def http_concurrency() -> int:
     return max(1, int(getattr(settings, "SYNC_HTTP_CONCURRENCY", 8)))
 
 
+def fetch_links() -> int:
+    """Links of one connection paged at once (sync_pipeline.PageFetcher threads)."""
+    return max(1, int(getattr(settings, "SYNC_FETCH_LINKS", 4)))
+
+
 class AsleepAdapter(Adapter):
     def __init__(self, connection: Connection):
-        # One report request per night: up to http_concurrency() at a time over one pooled client.
-        sockets = http_concurrency() + 2
+        # One report request per night: up to http_concurrency() at a time over one pooled
+        # client, beside the list requests of the links paged at once.
+        sockets = http_concurrency() + fetch_links() + 2
         pool = httpx.Limits(max_connections=sockets, max_keepalive_connections=sockets, keepalive_expiry=30)
         self.client = AsleepClient(
             connection.credentials.get("api_key", ""),

@@ -107,6 +107,10 @@ class SyncRun(models.Model):
     unchanged = models.PositiveIntegerField(default=0)
     quarantined = models.PositiveIntegerField(default=0)
     error = models.CharField(max_length=300, blank=True, default="")
+    # A big connection's run is split into shard tasks (integrations/sync_shards.py): how many,
+    # and a bit per shard that has paged all its links. 0 shards: one task did the run.
+    shards = models.PositiveSmallIntegerField(default=0)
+    shards_done = models.PositiveIntegerField(default=0)
 
     objects = OrgScopedManager()
 

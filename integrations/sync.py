@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from analytics.services import sleep_sessions_upsert
 
-from .adapters import adapter_for, http_concurrency
+from .adapters import adapter_for, fetch_links, http_concurrency
 from .models import Connection, ConnectionStatus, ParticipantLink, QuarantinedRecord, SyncRun, SyncRunStatus
 from .providers.base import Page, content_hash
 from .providers.errors import UpstreamAuthFailed, UpstreamError, UpstreamRateLimited
@@ -53,18 +53,31 @@ class LeaseLost(Exception):
 
 @dataclass
 class SyncOutcome:
-    status: str  # "succeeded" | "failed" | "deferred" | "skipped" | "busy" | "duplicate"
+    # "succeeded" | "failed" | "deferred" | "skipped" | "busy" | "duplicate" | "sharded"
+    # (sync_shards: "shard_done")
+    status: str
     run_id: int | None = None
     # "deferred": seconds the upstream asked us to wait; "busy": until the lease expires.
     retry_after: float | None = None
     transient: bool = False  # for "failed": worth retrying soon
     counts: dict = field(default_factory=dict)
+    # "sharded": the shards still to run, and the lease token they write under.
+    shards: tuple[int, ...] = ()
+    token: str = ""
 
 
 # Throughput knobs (settings override them): at most this many records per commit; this many
 # pages fetched ahead of the commits (memory stays bounded: pages stream through), for
 # connections of at least SYNC_PIPELINE_MIN_LINKS links.
-SYNC_DEFAULTS = {"SYNC_COMMIT_SESSIONS": 2000, "SYNC_FETCH_AHEAD_PAGES": 16, "SYNC_PIPELINE_MIN_LINKS": 50}
+SYNC_DEFAULTS = {
+    "SYNC_COMMIT_SESSIONS": 2000,
+    "SYNC_FETCH_AHEAD_PAGES": 16,
+    "SYNC_PIPELINE_MIN_LINKS": 50,
+    # A connection of at least this many links is split into SYNC_SHARDS tasks (sync_shards).
+    "SYNC_SHARD_MIN_LINKS": 200,
+    "SYNC_SHARDS": 2,
+}
+ZERO_COUNTS = {"fetched": 0, "created": 0, "updated": 0, "unchanged": 0, "quarantined": 0}
 
 
 def _setting(name: str) -> int:
@@ -88,8 +101,15 @@ def lease_release(connection_id: int, token: uuid.UUID) -> None:
     Connection.objects.filter(pk=connection_id, lease_token=token).update(lease_token=None, lease_expires_at=None)
 
 
-def _lease_holder(connection_id: int) -> tuple[str, float] | None:
-    """(task id, seconds until the lease expires) of the attempt holding the lease, if known.
+@dataclass(frozen=True)
+class LeaseHolder:
+    task_id: str
+    seconds_left: float
+    run: SyncRun
+
+
+def _lease_holder(connection_id: int) -> LeaseHolder | None:
+    """The attempt holding the lease (its task, the seconds until the lease expires, its run).
 
     An attempt's SyncRun carries its lease token as ``uuid``.
     """
@@ -98,10 +118,21 @@ def _lease_holder(connection_id: int) -> tuple[str, float] | None:
     ).first()
     if held is None:
         return None
-    task_id = SyncRun.objects.filter(uuid=held[0]).values_list("task_id", flat=True).first()
-    if task_id is None:
+    run = SyncRun.objects.filter(uuid=held[0]).first()
+    if run is None:
         return None
-    return task_id, max(0.0, (held[1] - timezone.now()).total_seconds())
+    return LeaseHolder(run.task_id, max(0.0, (held[1] - timezone.now()).total_seconds()), run)
+
+
+def pending_shards(run: SyncRun) -> tuple[int, ...]:
+    return tuple(k for k in range(run.shards) if not run.shards_done & (1 << k))
+
+
+def shard_count(links: int) -> int:
+    """Tasks a connection of this many links is split into (1: not split)."""
+    if links < _setting("SYNC_SHARD_MIN_LINKS"):
+        return 1
+    return max(1, min(16, _setting("SYNC_SHARDS"), links))
 
 
 def _fail_stale_runs(connection_id: int) -> int:
@@ -122,21 +153,32 @@ def _check_and_extend_lease(connection_id: int, token: uuid.UUID) -> None:
         raise LeaseLost()
 
 
-def _commit_page(
-    connection: Connection, link: ParticipantLink, run: SyncRun, page: Page, token: uuid.UUID
+def _commit_pages(
+    connection: Connection,
+    run: SyncRun,
+    fetched: list[FetchedPage],
+    token: uuid.UUID,
+    idle: set[int] | None = None,
 ) -> dict:
-    return _commit_pages(connection, run, [FetchedPage(link, page)], token)
-
-
-def _commit_pages(connection: Connection, run: SyncRun, fetched: list[FetchedPage], token: uuid.UUID) -> dict:
     """Commit pages of one or more links in one transaction: their sessions (one upsert, one
-    vectorized metrics call), quarantined records, the run's counts and each link's cursor."""
+    vectorized metrics call), quarantined records, the run's counts and each link's cursor.
+
+    Pages that bring nothing and leave their cursors where they are (a re-sync of unchanged
+    data) write nothing: their links are added to ``idle``, whose last_synced_at the run's
+    final transaction stamps, so an unchanged connection costs one commit, not one per link.
+    """
     records = [(f.link.participant_id, item, content_hash(item)) for f in fetched for item in f.page.items]
     quarantined = [bad for f in fetched for bad in f.page.quarantined]
     cursors: dict[int, object] = {}  # link pk -> its newest cursor in this batch, if any moved
     for f in fetched:
         if f.page.next_cursor is not None:
             cursors[f.link.pk] = f.page.next_cursor
+    links = {f.link.pk: f.link for f in fetched}
+    if idle is not None and not records and not quarantined and all(
+        links[pk].cursor == cursor for pk, cursor in cursors.items()
+    ):
+        idle.update(links)
+        return dict.fromkeys(("fetched", "created", "updated", "unchanged", "quarantined"), 0)
     with transaction.atomic():
         _check_and_extend_lease(connection.pk, token)
         result = sleep_sessions_upsert(organization=connection.organization, records=records)
@@ -166,9 +208,13 @@ def _commit_pages(connection: Connection, run: SyncRun, fetched: list[FetchedPag
         synced_at = timezone.now()
         for link_pk, cursor in cursors.items():
             ParticipantLink.objects.filter(pk=link_pk).update(cursor=cursor, last_synced_at=synced_at)
-        unmoved = {f.link.pk for f in fetched} - cursors.keys()
+        unmoved = links.keys() - cursors.keys()
         if unmoved:
             ParticipantLink.objects.filter(pk__in=unmoved).update(last_synced_at=synced_at)
+    for link_pk, cursor in cursors.items():
+        links[link_pk].cursor = cursor  # what the database now holds: the next page compares to it
+    if idle:
+        idle.difference_update(links)
     return counts
 
 
@@ -187,6 +233,37 @@ def _finish(run: SyncRun, status: str, counts: dict, error: str = "") -> None:
     run.save()
 
 
+def connection_links(connection: Connection, shard: int = 0, shards: int = 1) -> list[ParticipantLink]:
+    """The connection's links in pk order; with ``shards``, those of one shard (pk mod shards)."""
+    links = ParticipantLink.objects.for_org(connection.organization).filter(connection=connection)
+    return [link for link in links.order_by("pk") if shards <= 1 or link.pk % shards == shard]
+
+
+def links_sync(
+    connection: Connection, run: SyncRun, token: uuid.UUID, links: list[ParticipantLink], *, idle: set[int],
+    counts: dict, pipelined: bool | None = None,
+) -> None:
+    """Page through ``links`` and commit their nights under the lease, adding to ``counts`` as
+    each commit lands (so an attempt that fails midway still reports what it wrote).
+
+    Pages are fetched by threads and committed here (sync_pipeline). A connection of many
+    links fetches ahead and commits the pages waiting in groups; one of a few links runs in
+    lockstep, one request at a time, each page committed before the next request (what the
+    fault tests' request arithmetic relies on).
+    """
+    if pipelined is None:
+        pipelined = len(links) >= _setting("SYNC_PIPELINE_MIN_LINKS")
+    with adapter_for(connection) as adapter:
+        ahead, threads = 0, 1
+        if pipelined:
+            ahead, threads = _setting("SYNC_FETCH_AHEAD_PAGES"), fetch_links()
+            adapter.concurrency = http_concurrency()
+        with PageFetcher(adapter, links, max_pages=ahead, threads=threads) as fetcher:
+            for batch in fetcher.batches(_setting("SYNC_COMMIT_SESSIONS")):
+                for name, value in _commit_pages(connection, run, batch, token, idle).items():
+                    counts[name] += value
+
+
 def connection_sync(*, connection_id: int, task_id: str = "") -> SyncOutcome:
     """Sync every link of one connection. Never raises for upstream trouble: says what happened."""
     token = uuid.uuid4()
@@ -198,54 +275,68 @@ def connection_sync(*, connection_id: int, task_id: str = "") -> SyncOutcome:
         # at shutdown, celery#3802): the work is done.
         logger.info("sync skipped connection=%s: task %s already succeeded", connection_id, task_id)
         return SyncOutcome("duplicate")
-    if not lease_acquire(connection_id, token):
+    with transaction.atomic():
+        # Lease, stale runs and this attempt's run commit together: one commit, not three.
+        acquired = lease_acquire(connection_id, token)
+        if acquired:
+            stale = _fail_stale_runs(connection_id)
+            connection = Connection.objects.select_related("organization").get(pk=connection_id)
+            run = SyncRun.objects.create(
+                uuid=token, organization_id=connection.organization_id, connection=connection, task_id=task_id
+            )
+    if not acquired:
         holder = _lease_holder(connection_id)
-        if task_id and holder is not None and holder[0] == task_id:
+        if task_id and holder is not None and holder.task_id == task_id:
+            if holder.run.shards and holder.run.status == SyncRunStatus.RUNNING:
+                # Our own run, split into shard tasks: this copy may be all that is left of a
+                # message whose process died before it queued them. A shard queued twice is
+                # harmless (upserts, cursors); one never queued would hold the lease to expiry.
+                return SyncOutcome(
+                    "sharded", holder.run.pk, shards=pending_shards(holder.run), token=str(holder.run.uuid)
+                )
             # A copy of our own message: its first attempt still runs (redelivered past the
             # visibility timeout) or died holding the lease (requeued after its process was
             # lost). Only the lease tells which: come back when it is released or expires.
             logger.info(
                 "sync busy connection=%s: a copy of its own running sync, lease expires in %.0fs",
-                connection_id, holder[1],
+                connection_id, holder.seconds_left,
             )
-            return SyncOutcome("busy", retry_after=holder[1])
+            return SyncOutcome("busy", retry_after=holder.seconds_left)
         logger.info("sync skipped connection=%s: another sync holds the lease", connection_id)
         return SyncOutcome("skipped")
-    stale = _fail_stale_runs(connection_id)
     if stale:
         logger.warning("sync connection=%s: marked %d abandoned run(s) failed", connection_id, stale)
-    connection = Connection.objects.select_related("organization").get(pk=connection_id)
-    run = SyncRun.objects.create(
-        uuid=token, organization_id=connection.organization_id, connection=connection, task_id=task_id
-    )
-    counts = {"fetched": 0, "created": 0, "updated": 0, "unchanged": 0, "quarantined": 0}
+    counts = dict(ZERO_COUNTS)
+    released = False
     started = time.monotonic()
     now = timezone.now
     try:
-        with adapter_for(connection) as adapter:
-            links = ParticipantLink.objects.for_org(connection.organization).filter(connection=connection)
-            links = list(links.order_by("pk"))
-            # Pages are fetched by a thread and committed here (sync_pipeline). A connection of
-            # many links fetches ahead and commits the pages waiting in groups; one of a few
-            # links runs in lockstep, one request at a time, each page committed before the
-            # next request (what the fault tests' request arithmetic relies on).
-            ahead = 0
-            if len(links) >= _setting("SYNC_PIPELINE_MIN_LINKS"):
-                ahead, adapter.concurrency = _setting("SYNC_FETCH_AHEAD_PAGES"), http_concurrency()
-            with PageFetcher(adapter, links, max_pages=ahead) as fetcher:
-                for batch in fetcher.batches(_setting("SYNC_COMMIT_SESSIONS")):
-                    for name, value in _commit_pages(connection, run, batch, token).items():
-                        counts[name] += value
+        links = list(connection_links(connection))
+        shards = shard_count(len(links))
+        if shards > 1:
+            # Split across tasks, so every pool process works on one big connection. The
+            # lease stays held, now by the run: the last shard to finish releases it.
+            SyncRun.objects.filter(pk=run.pk).update(shards=shards)
+            released = True
+            logger.info("sync connection=%s: %d links split into %d shard tasks", connection_id, len(links), shards)
+            return SyncOutcome("sharded", run.pk, shards=tuple(range(shards)), token=str(token))
+        idle: set[int] = set()
+        links_sync(connection, run, token, links, idle=idle, counts=counts)
         with transaction.atomic():
             # Fenced like every page: an attempt that lost its lease never records a success.
             _check_and_extend_lease(connection_id, token)
             _finish(run, SyncRunStatus.SUCCEEDED, counts)
+            if idle:
+                ParticipantLink.objects.filter(pk__in=idle).update(last_synced_at=now())
             Connection.objects.filter(pk=connection_id).update(
                 status=ConnectionStatus.ACTIVE,
                 last_error="",
                 last_synced_at=now(),
                 next_sync_at=now() + connection.sync_interval,
+                lease_token=None,  # released with the success it records
+                lease_expires_at=None,
             )
+            released = True
     except LeaseLost:
         _finish(run, SyncRunStatus.FAILED, counts, "lease lost to a newer attempt")
         return SyncOutcome("failed", run.pk, counts=counts)
@@ -286,7 +377,8 @@ def connection_sync(*, connection_id: int, task_id: str = "") -> SyncOutcome:
         _finish(run, SyncRunStatus.FAILED, counts, "internal error")
         raise
     finally:
-        lease_release(connection_id, token)
+        if not released:
+            lease_release(connection_id, token)
 
     logger.info(
         "sync done connection=%s fetched=%d created=%d updated=%d unchanged=%d quarantined=%d seconds=%.2f",

@@ -55,20 +55,35 @@ _DONE = object()
 
 
 class PageFetcher:
-    """``with PageFetcher(adapter, links) as fetcher: for batch in fetcher.batches(n): ...``"""
+    """``with PageFetcher(adapter, links) as fetcher: for batch in fetcher.batches(n): ...``
 
-    def __init__(self, adapter, links: Iterable[ParticipantLink], *, max_pages: int = 16):
+    ``threads`` links are paged at once (each link by one thread, so its pages stay in order):
+    a link's requests wait on each other, different links' need not, and a re-sync that asks
+    each link one short question is not a queue of round trips. Lockstep uses one.
+    """
+
+    def __init__(
+        self, adapter, links: Iterable[ParticipantLink], *, max_pages: int = 16, threads: int = 1
+    ):
         self._adapter = adapter
-        self._links = list(links)
+        self._links = iter(list(links))
+        self._links_lock = threading.Lock()
         self._lockstep = max_pages <= 0
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, max_pages))
         self._committed = threading.Semaphore(0)  # lockstep: one release per committed page
         self._stop = threading.Event()
-        # A daemon thread: a fetch stuck in a read must never hold up a worker's exit.
-        self._thread = threading.Thread(target=self._run, name="sync-fetcher", daemon=True)
+        count = 1 if self._lockstep else max(1, threads)
+        self._running = count
+        self._running_lock = threading.Lock()
+        # Daemon threads: a fetch stuck in a read must never hold up a worker's exit.
+        self._threads = [
+            threading.Thread(target=self._run, name=f"sync-fetcher-{i}", daemon=True)
+            for i in range(count)
+        ]
 
     def __enter__(self) -> PageFetcher:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -87,9 +102,13 @@ class PageFetcher:
                 continue
         return False
 
+    def _next_link(self) -> ParticipantLink | None:
+        with self._links_lock:
+            return next(self._links, None)
+
     def _run(self) -> None:
         try:
-            for link in self._links:
+            while (link := self._next_link()) is not None:
                 if self._stop.is_set():
                     return
                 try:
@@ -101,9 +120,14 @@ class PageFetcher:
                 except UpstreamNotFound:
                     # One participant's upstream account is gone; the others still sync.
                     logger.warning("sync link=%s: upstream user not found", link.pk)
-            self._put(_DONE)
+            with self._running_lock:
+                self._running -= 1
+                last = self._running == 0
+            if last:
+                self._put(_DONE)  # every link paged, by every thread
         except BaseException as exc:  # handed to the task thread, which decides
             self._put(_Failed(exc))
+            self._stop.set()  # the other threads end after their current request
 
     def _wait_committed(self) -> bool:
         while not self._stop.is_set():
@@ -116,7 +140,8 @@ class PageFetcher:
             try:
                 return self._queue.get(timeout=POLL_SECONDS)
             except queue.Empty:
-                if not self._thread.is_alive() and self._queue.empty():
+                alive = any(thread.is_alive() for thread in self._threads)
+                if not alive and self._queue.empty():
                     raise RuntimeError("sync fetcher ended without a result") from None
 
     def batches(self, max_sessions: int) -> Iterator[list[FetchedPage]]:

@@ -9,6 +9,7 @@ jitter; a rate-limit wait longer than ``max_countdown_seconds()`` is never a Cel
 
 import logging
 import random
+import uuid
 
 from celery import shared_task
 from django.utils import timezone
@@ -56,6 +57,15 @@ def sync_connection_task(self, connection_id: int) -> str:
     from .sync import connection_sync
 
     outcome = connection_sync(connection_id=connection_id, task_id=self.request.id or "")
+    if outcome.status == "sharded":
+        # A big connection: one task per shard, so every pool process takes part (sync_shards).
+        # Shards go to the queue their sync came from (a deployment may route syncs apart).
+        queue = (self.request.delivery_info or {}).get("routing_key") or None
+        for shard in outcome.shards:
+            sync_connection_shard_task.apply_async(
+                args=[connection_id, outcome.run_id, outcome.token, shard], queue=queue
+            )
+        return outcome.status
     can_retry = self.request.retries < self.max_retries
     limit = max_countdown_seconds()
     if outcome.status == "deferred" and outcome.retry_after is not None:
@@ -79,6 +89,21 @@ def sync_connection_task(self, connection_id: int) -> str:
             Connection.objects.filter(pk=connection_id).update(
                 next_sync_at=timezone.now() + connection.sync_interval
             )
+    return outcome.status
+
+
+@shared_task(bind=True, name="integrations.sync_connection_shard", max_retries=MAX_RETRIES)
+def sync_connection_shard_task(self, connection_id: int, run_id: int, token: str, shard: int) -> str:
+    """One shard of a split run (integrations/sync_shards.py); retries itself under the run's lease."""
+    from .sync_shards import lease_extend, shard_give_up, shard_sync
+
+    outcome = shard_sync(connection_id=connection_id, run_id=run_id, token=token, shard=shard)
+    if outcome.status == "failed" and outcome.transient:
+        if self.request.retries < self.max_retries and lease_extend(
+            connection_id=connection_id, token=uuid.UUID(token)
+        ):
+            raise self.retry(countdown=min(_backoff(self.request.retries), max_countdown_seconds()))
+        shard_give_up(connection_id=connection_id, run_id=run_id, token=token)
     return outcome.status
 
 

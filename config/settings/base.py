@@ -371,12 +371,17 @@ LOGGING = {
 MIN_GROUP_SIZE_FLOOR = env.int("MIN_GROUP_SIZE_FLOOR", default=3)
 # A sync's lease outlives the hard task limit, so only a dead worker's lease expires.
 SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 60)
-# Sync throughput (integrations/sync.py): nights per commit, pages fetched ahead, report
-# reads in flight, and the number of links from which a connection pipelines.
+# Sync throughput (integrations/sync.py): nights per commit, pages fetched ahead, links paged
+# at once, report reads in flight, and the number of links from which a connection pipelines.
 SYNC_COMMIT_SESSIONS = env.int("SYNC_COMMIT_SESSIONS", default=2000)
 SYNC_FETCH_AHEAD_PAGES = env.int("SYNC_FETCH_AHEAD_PAGES", default=16)
+SYNC_FETCH_LINKS = env.int("SYNC_FETCH_LINKS", default=4)
 SYNC_HTTP_CONCURRENCY = env.int("SYNC_HTTP_CONCURRENCY", default=8)
 SYNC_PIPELINE_MIN_LINKS = env.int("SYNC_PIPELINE_MIN_LINKS", default=50)
+# A connection of at least SYNC_SHARD_MIN_LINKS links is synced by SYNC_SHARDS tasks at once
+# (integrations/sync_shards.py): match SYNC_SHARDS to the worker's pool size.
+SYNC_SHARD_MIN_LINKS = env.int("SYNC_SHARD_MIN_LINKS", default=200)
+SYNC_SHARDS = env.int("SYNC_SHARDS", default=2)
 # Upstream base URLs on loopback/private networks are refused unless allowed (SSRF guard).
 # The local demo and the tests talk to simulators on 127.0.0.1.
 UPSTREAM_ALLOW_PRIVATE = env.bool("UPSTREAM_ALLOW_PRIVATE", default=False)

@@ -50,8 +50,9 @@ class FakeAdapter:
 
 
 def _wait_until_fetched(fetcher: PageFetcher) -> None:
-    fetcher._thread.join(5)  # everything queued (the queue is large enough here)
-    assert not fetcher._thread.is_alive()
+    for thread in fetcher._threads:
+        thread.join(5)  # everything queued (the queue is large enough here)
+        assert not thread.is_alive()
 
 
 class PageFetcherTests:
@@ -62,7 +63,7 @@ class PageFetcherTests:
             _wait_until_fetched(fetcher)
             batches = [[(f.link.pk, f.page.next_cursor) for f in batch] for batch in fetcher.batches(25)]
         assert batches == [[(1, "1:0"), (1, "1:1"), (2, "2:0")], [(2, "2:1"), (3, "3:0"), (3, "3:1")]]
-        assert adapter.threads == {"sync-fetcher"}  # never the caller's thread
+        assert adapter.threads == {"sync-fetcher-0"}  # never the caller's thread
 
     def test_it_commits_each_page_alone_when_pages_arrive_one_by_one(self):
         release = threading.Event()
@@ -116,8 +117,41 @@ class PageFetcherTests:
         adapter = FakeAdapter(pages_per_link=50, size=1)
         with PageFetcher(adapter, [Link(1)], max_pages=3) as fetcher:
             time.sleep(0.3)
-            assert fetcher._queue.qsize() == 3 and fetcher._thread.is_alive()
+            assert fetcher._queue.qsize() == 3 and fetcher._threads[0].is_alive()
             assert sum(len(b) for b in fetcher.batches(2)) == 50
+
+    def test_several_threads_page_different_links_each_link_in_order(self):
+        started = threading.Barrier(3, timeout=5)
+
+        class Meeting(FakeAdapter):
+            def pages(self, link):
+                if link.pk <= 3:
+                    started.wait()  # three links in flight at once, or this times out
+                yield from super().pages(link)
+
+        adapter = Meeting(pages_per_link=3, size=1)
+        links = [Link(pk) for pk in range(1, 11)]
+        with PageFetcher(adapter, links, max_pages=100, threads=3) as fetcher:
+            got = [f.page.next_cursor for batch in fetcher.batches(1000) for f in batch]
+        assert len(adapter.threads) == 3
+        assert sorted(got) == sorted(f"{pk}:{n}" for pk in range(1, 11) for n in range(3))
+        for pk in range(1, 11):  # one link's pages keep their order
+            assert [c for c in got if c.split(":")[0] == str(pk)] == [f"{pk}:{n}" for n in range(3)]
+
+    def test_an_error_in_one_thread_stops_the_others_and_is_raised(self):
+        adapter = FakeAdapter(pages_per_link=2, size=1, fail={3: UpstreamUnavailable("down")})
+        links = [Link(pk) for pk in range(1, 200)]
+        with PageFetcher(adapter, links, max_pages=1000, threads=4) as fetcher:
+            with pytest.raises(UpstreamUnavailable):
+                for _ in fetcher.batches(1000):
+                    pass
+            _wait_until_fetched(fetcher)
+            assert fetcher._queue.qsize() < 2 * 199  # the others stopped: not every link fetched
+
+    def test_lockstep_uses_one_thread_whatever_is_asked(self):
+        with PageFetcher(FakeAdapter(), [Link(1)], max_pages=0, threads=4) as fetcher:
+            assert len(fetcher._threads) == 1
+            list(fetcher.batches(1000))
 
 
 # --- the engine with the Asleep simulator -------------------------------------------------------
@@ -210,10 +244,11 @@ class GroupCommitTests:
             connection_sync(connection_id=asleep_connection.pk)
 
         links = list(asleep_connection.links.order_by("pk"))
-        assert links[0].cursor and SleepSession.objects.filter(participant_id=links[0].participant_id).exists()
-        for link in links[1:]:  # fetched ahead, maybe, but never committed: no cursor, no nights
-            assert link.cursor is None
-            assert not SleepSession.objects.filter(participant_id=link.participant_id).exists()
+        has_nights = {link.pk for link in links if SleepSession.objects.filter(participant_id=link.participant_id)}
+        # The first commit's link (links are fetched 4 at a time: any of them) has its cursor
+        # and its nights; the others, fetched ahead maybe but never committed, have neither.
+        assert len(has_nights) == 1
+        assert {link.pk for link in links if link.cursor is not None} == has_nights
         run = SyncRun.objects.get(connection=asleep_connection)
         assert run.status == SyncRunStatus.FAILED and run.fetched == run.created > 0
         asleep_connection.refresh_from_db()
@@ -226,7 +261,7 @@ class GroupCommitTests:
     def test_it_reads_reports_concurrently_only_for_a_connection_big_enough_to_pipeline(
         self, asleep_sim, asleep_connection, settings
     ):
-        settings.SYNC_HTTP_CONCURRENCY = 4
+        settings.SYNC_HTTP_CONCURRENCY, settings.SYNC_FETCH_LINKS = 4, 2
         asleep_sim.configure(latency=0.03)
         settings.SYNC_PIPELINE_MIN_LINKS = 6  # 5 links: lockstep, one request at a time
         connection_sync(connection_id=asleep_connection.pk)
@@ -234,7 +269,8 @@ class GroupCommitTests:
         asleep_sim.call("DELETE", "/_sim/log")
         settings.SYNC_PIPELINE_MIN_LINKS = 5
         connection_sync(connection_id=asleep_connection.pk)
-        assert 2 <= _max_overlap(asleep_sim.log()) <= 4
+        # Report reads of the shared pool, beside the list requests of the links paged at once.
+        assert 2 <= _max_overlap(asleep_sim.log()) <= 4 + 2
 
     def test_it_skips_a_participant_gone_upstream_and_syncs_the_others(self, asleep_sim, asleep_connection):
         gone = asleep_connection.links.order_by("pk")[1]
@@ -313,3 +349,46 @@ class SharedPauseTests:
         limited_at = times[0][1]
         assert [p for p, _ in times] == ["/a", "/a", "/b"] or [p for p, _ in times] == ["/a", "/b", "/a"]
         assert all(t >= limited_at + 1.0 - 0.01 for _, t in times[1:])
+
+
+# --- a re-sync of unchanged data ----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+class UnchangedResyncTests:
+    def test_an_unchanged_account_writes_nothing_but_the_runs_end_and_the_links_stamp(self, settings):
+        from django.db import connection as db
+        from django.test.utils import CaptureQueriesContext
+
+        settings.UPSTREAM_ALLOW_PRIVATE = True
+        with start_in_thread("beddit", seed=5) as sim:
+            organization = OrganizationFactory()
+            (user,) = sim.add_users(count=1, nights=6)
+            connection = Connection.objects.create(
+                organization=organization, name="Beddit", provider="beddit", base_url=sim.url,
+                credentials={"token": sim.credential(user=user["id"])}, sync_interval=timedelta(hours=1),
+            )
+            link = ParticipantLink.objects.create(
+                organization=organization, connection=connection,
+                participant=ParticipantFactory(organization=organization), upstream_user_id=str(user["id"]),
+            )
+            first = connection_sync(connection_id=connection.pk)
+            assert first.status == "succeeded" and first.counts["created"] > 0
+            link.refresh_from_db()
+            cursor, stamped = link.cursor, link.last_synced_at
+
+            with CaptureQueriesContext(db) as queries:
+                again = connection_sync(connection_id=connection.pk)
+            assert again.status == "succeeded" and again.counts["fetched"] == 0
+            link.refresh_from_db()
+            assert link.cursor == cursor and link.last_synced_at > stamped
+            page_commits = [q["sql"] for q in queries if '"fetched" = (' in q["sql"] and "syncrun" in q["sql"]]
+            assert page_commits == []  # no page transaction: nothing to write
+            connection.refresh_from_db()
+            assert connection.lease_token is None and connection.last_synced_at is not None
+            assert SyncRun.objects.get(pk=again.run_id).status == SyncRunStatus.SUCCEEDED
+
+            # Something new upstream: the page commits again.
+            added = sim.call("POST", f"/_sim/users/{user['id']}/nights", json={"count": 1})["added"]
+            third = connection_sync(connection_id=connection.pk)
+            assert third.counts["created"] == len(added) == 1
