@@ -19,10 +19,17 @@ Choices where upstreams.md has a gap (labelled [U] there), made here:
 - a re-scored session changes its stages and ``complete_time``/``completed_time``; the
   Asleep API exposes no ``updated_at``, so clients must re-read a lookback window.
 
+Session reports (``GET /data/v3/sessions/{id}``) are served from their record's cache of
+JSON bytes, one per request timezone (``SessionRecord.render``; memory grows with the
+stored nights and the timezones asked, ~7 KB per night and timezone, see ``store``).
+List items are cheap and rendered per request.
+
 Control: ``POST /_sim/credentials {"value"?: key, "environment"?: "live"}`` provisions an
 API key (data is visible only to keys of the same environment);
 ``POST /_sim/users {"count", "nights", "last_night"?, "environment"?, "timezone"?}``
-seeds users; the rest of ``/_sim/users/...`` is in ``harness.store_control_routes``.
+seeds users; ``POST /_sim/warm {"timezones"?: ["UTC"]}`` renders every stored night's
+report ahead -> ``{"rendered": nights, "seconds"}``; the rest of ``/_sim/users/...`` is in
+``store.store_control_routes``.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import hashlib
 import math
 import secrets
 import string
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -38,12 +46,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .harness import (
+    JSONResponse,
     Knobs,
     Simulator,
+    json_body_response,
     read_json,
     seeded,
     unit_hash,
@@ -390,8 +400,12 @@ class AsleepSimulator(Simulator):
             item["time_in_bed"] = "NaN"
         return item
 
-    def _report(self, rec: SessionRecord, tz: Any, tz_name: str) -> dict[str, Any]:
+    def _report(
+        self, rec: SessionRecord, tz: Any, tz_name: str, malformed: bool | None = None
+    ) -> dict[str, Any]:
         sid = self.session_id(rec)
+        if malformed is None:
+            malformed = self.is_malformed(sid)
         codes = to_asleep(rec.night.stages)
         snoring = self._snoring(rec)
         complete = rec.state == "COMPLETE"
@@ -413,7 +427,7 @@ class AsleepSimulator(Simulator):
             peculiarities.append("IN_PROGRESS")
         elif stat and stat["time_in_sleep"] == 0:
             peculiarities.append("NEVER_SLEPT")
-        if self.is_malformed(sid):
+        if malformed:
             session["sleep_stages"] = [*stages[:-1], 9]
             session["start_time"] = "not-a-time"
         return {
@@ -423,6 +437,28 @@ class AsleepSimulator(Simulator):
             "session": session,
             "stat": stat,
         }
+
+    def report_body(self, rec: SessionRecord, tz: Any, tz_name: str) -> bytes:
+        """``_report(...)`` as JSON bytes, from the record's cache when still current."""
+        malformed = self.is_malformed(self.session_id(rec))
+        return rec.render(
+            ("report", tz_name), malformed, lambda: self._report(rec, tz, tz_name, malformed)
+        )
+
+    def warm(self, timezones: Sequence[str] | None = None) -> int:
+        """Render every stored night's report for each of ``timezones`` (default UTC, as a
+        request without a ``timezone`` header); returns the nights rendered."""
+        zones = []
+        for name in timezones or ["UTC"]:
+            try:
+                zones.append((ZoneInfo(name), name))
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown timezone {name!r}") from None
+        records = self.store.records()
+        for rec in records:
+            for tz, name in zones:
+                self.report_body(rec, tz, name)
+        return len(records)
 
     def _stat(self, rec: SessionRecord, tz: Any) -> dict[str, Any]:
         return session_stat(to_asleep(rec.night.stages), self._snoring(rec), rec.night.start, tz)
@@ -507,7 +543,10 @@ class AsleepSimulator(Simulator):
         rec = self._find(user, request.path_params["session_id"])
         if rec is None:
             return _err(404, "session does not exist")
-        return _ok(self._report(rec, tz, name))
+        # The success envelope around the cached report (what _ok(report) would serialize).
+        return json_body_response(
+            b'{"detail":"OK","result":' + self.report_body(rec, tz, name) + b"}"
+        )
 
     async def delete_session(self, request: Request) -> Response:
         ctx = self._session_user(request)

@@ -18,10 +18,17 @@ Choices where upstreams.md has a gap [U]: rate limiting answers 429 with Retry-A
 malformed records (keyed ``<user>/<date>``) lose ``start_timestamp`` and get a
 ``"sleep_stages"`` item whose code is a string.
 
+Sleep and session objects are served from their record's cache of JSON bytes
+(``SessionRecord.render``); a list answer joins the cached bodies. Memory grows with the
+stored nights and is not bounded: ~18 KB a night for its sleep object, ~4 KB more once its
+session object was asked for (see ``store``). ``sleep_object``/``session_object`` render
+afresh.
+
 Control: ``POST /_sim/users {"count", "nights", "last_night"?, "email"?, "password"?,
 "timezone"?}`` -> users with ids 1, 2, ... and emails ``user<id>@example.test``, password
 ``secret`` unless given; ``POST /_sim/credentials {"user": id, "value"?: token}`` mints a
-token without a login.
+token without a login; ``POST /_sim/warm`` renders every stored night's sleep object ahead
+-> ``{"rendered": nights, "seconds"}``.
 """
 
 from __future__ import annotations
@@ -31,17 +38,20 @@ import json
 import math
 import secrets
 import time
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .harness import (
+    JSONResponse,
     Knobs,
     Simulator,
+    json_body_response,
     read_form,
     read_json,
     seeded,
@@ -194,7 +204,8 @@ class BedditSimulator(Simulator):
 
     # ------------------------------------------------------------------ payloads
 
-    def sleep_object(self, rec: SessionRecord) -> dict[str, Any]:
+    def sleep_object(self, rec: SessionRecord, malformed: bool | None = None) -> dict[str, Any]:
+        """The sleep object of ``rec``, rendered afresh (malformed per the knobs unless given)."""
         night = rec.night
         start = night.start_ts
         codes = to_beddit_codes(night.stages)
@@ -321,12 +332,35 @@ class BedditSimulator(Simulator):
                 "nap_periods": {"value_data_type": "uint8", "items": []},
             },
         }
-        if self.is_malformed(self.sleep_key(rec)):
+        if malformed is None:
+            malformed = self.is_malformed(self.sleep_key(rec))
+        if malformed:
             del obj["start_timestamp"]
             items = obj["time_value_tracks"]["sleep_stages"]["items"]
             if items:
                 items[0][1] = "S"
         return obj
+
+    def sleep_body(self, rec: SessionRecord) -> bytes:
+        """``sleep_object(rec)`` as JSON bytes, from the record's cache when still current."""
+        malformed = self.is_malformed(self.sleep_key(rec))
+        return rec.render("sleep", malformed, lambda: self.sleep_object(rec, malformed))
+
+    def session_body(self, rec: SessionRecord) -> bytes:
+        """``session_object(rec)`` as JSON bytes, from the record's cache when still current."""
+        return rec.render("session", None, lambda: self.session_object(rec))
+
+    def warm(self, timezones: Sequence[str] | None = None) -> int:
+        """Render every stored night's sleep object; returns the nights rendered.
+
+        Session objects (which a sync does not read; ~4 KB and 0.1 ms a night more) are
+        cached on first request only. ``timezones`` is there for the Asleep simulator's
+        signature: Beddit answers carry no request timezone.
+        """
+        records = self.store.records()
+        for rec in records:
+            self.sleep_body(rec)
+        return len(records)
 
     def session_object(self, rec: SessionRecord) -> dict[str, Any]:
         night = rec.night
@@ -517,7 +551,9 @@ class BedditSimulator(Simulator):
         recs = self._select(request, user, by_date=True)
         if isinstance(recs, Response):
             return recs
-        return JSONResponse([self.sleep_object(r) for r in recs])
+        # A bare array of the cached bodies: what json_bytes([...]) would write, unparsed.
+        bodies = b",".join(self.sleep_body(r) for r in recs)
+        return json_body_response(b"[" + bodies + b"]")
 
     async def sessions(self, request: Request) -> Response:
         user = self._owner(request)
@@ -526,7 +562,8 @@ class BedditSimulator(Simulator):
         recs = self._select(request, user, by_date=False)
         if isinstance(recs, Response):
             return recs
-        return JSONResponse([self.session_object(r) for r in recs])
+        bodies = b",".join(self.session_body(r) for r in recs)
+        return json_body_response(b"[" + bodies + b"]")
 
     def routes(self) -> list[BaseRoute]:
         return [

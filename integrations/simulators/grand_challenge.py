@@ -42,11 +42,11 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .edf import EdfError, read_header
-from .harness import Knobs, Simulator, read_json
+from .harness import JSONResponse, Knobs, Simulator, read_json
 from .nights import USLEEP_CLASSES
 from .usleep import expected_hypnogram
 

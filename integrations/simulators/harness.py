@@ -35,10 +35,49 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
+from starlette import responses
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+
+# --------------------------------------------------------------------------- JSON
+
+# orjson writes what starlette's ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))``
+# wrote, about 9x faster: compact, UTF-8, keys in insertion order, floats shortest
+# round-trip (a few spelled otherwise, ``1e-9`` for ``1e-09``, ``0.00003`` for ``3e-05``:
+# same values; the nights served are byte-identical). Int keys become strings as json made
+# them; numpy scalars, which json took as floats, are written as numbers. The simulators
+# never send NaN (a malformed record carries the string "NaN"); json refused it, orjson
+# would write null.
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, tuple):  # a namedtuple: json wrote a list
+        return list(value)
+    if isinstance(value, float):  # a float subclass json accepted
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def json_bytes(content: Any) -> bytes:
+    """``content`` as compact UTF-8 JSON."""
+    return orjson.dumps(content, default=_json_default, option=_ORJSON_OPTIONS)
+
+
+class JSONResponse(responses.JSONResponse):
+    """starlette's JSONResponse, serialized with orjson (same JSON, see ``json_bytes``)."""
+
+    def render(self, content: Any) -> bytes:
+        return json_bytes(content)
+
+
+def json_body_response(body: bytes, status_code: int = 200) -> Response:
+    """A JSON answer whose body is already serialized (a cached night, a joined list)."""
+    return Response(body, status_code=status_code, media_type=JSONResponse.media_type)
+
 
 # --------------------------------------------------------------------------- knobs
 

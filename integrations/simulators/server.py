@@ -211,6 +211,15 @@ class RunningSimulator:
     def truth(self, **params: Any) -> Any:
         return self.call("GET", "/_sim/truth", params=params)
 
+    def warm(self, timezones: list[str] | None = None) -> dict[str, Any]:
+        """Render every stored night ahead (Asleep, Beddit): ``{"rendered": n, "seconds": s}``.
+
+        Asleep reports are rendered for ``timezones`` (default UTC). No client timeout:
+        ~0.2-0.5 ms a night, so 90,000 Beddit nights take most of a minute.
+        """
+        body = {} if timezones is None else {"timezones": timezones}
+        return self.call("POST", "/_sim/warm", json=body, timeout=None)
+
     def arm_barrier(self, index: int) -> None:
         self.call("POST", "/_sim/barrier", json={"index": index})
 

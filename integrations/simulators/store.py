@@ -1,6 +1,16 @@
 """The upstream's data: users and their nights, with an ``updated`` clock incremental sync
 can trust, and the ``/_sim/users...`` control routes that seed and change them (Asleep,
 Beddit).
+
+A real upstream serves stored records; so does a simulator: each ``SessionRecord`` keeps
+the JSON bytes it was served as (``SessionRecord.render``), rendered on first request or
+ahead by ``POST /_sim/warm``. The cache lives on the record, so deleting a night or a
+user, or a reset with data, drops it; a body is re-rendered when its key changes (revision,
+``updated``, state, malformed flag, request timezone...). Memory grows with the stored
+nights and is not bounded: ~18 KB resident per Beddit night (~4 KB more once its session
+object is asked for), ~7 KB per Asleep night and timezone asked. The ingest bench's 90,000
+Beddit nights hold ~1.6 GB: fine on a 24 GB machine, too much for a small one (a reset
+with data, or deleting the users, frees it).
 """
 
 from __future__ import annotations
@@ -8,16 +18,17 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .harness import read_json, seeded, unit_hash
+from .harness import JSONResponse, json_bytes, read_json, seeded, unit_hash
 from .nights import Night, chronotype, generate_night
 
 # --------------------------------------------------------------------------- night store
@@ -34,10 +45,33 @@ class SessionRecord:
     updated: float  # unix seconds of the last change (Beddit ``updated``)
     state: str = "COMPLETE"  # Asleep: OPEN, CLOSED, COMPLETE
     completed: float | None = None  # unix seconds analysis finished
+    # Served bodies: slot ("sleep", ("report", "UTC"), ...) -> (key, JSON bytes).
+    rendered: dict[Hashable, tuple[Hashable, bytes]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def revision(self) -> int:
         return self.night.revision
+
+    def render(self, slot: Hashable, key: Hashable, make: Callable[[], Any]) -> bytes:
+        """The JSON bytes of ``make()`` for ``slot``, rendered once while nothing changes.
+
+        Besides ``key`` (what the caller's output depends on: the malformed flag it passes
+        to ``make``...), a body is keyed on the record's revision, ``updated``, state and
+        completion. The key is taken before rendering: a change made meanwhile (another
+        thread) leaves a body under the old key, which the next request re-renders.
+        """
+        full = (self.revision, self.updated, self.state, self.completed, key)
+        hit = self.rendered.get(slot)
+        if hit is not None and hit[0] == full:
+            return hit[1]
+        # orjson >= 3.12 never trims its output buffer (home-assistant/core#181245): a 5 KB
+        # body holds ~256 KB of address space and ~12 KB resident. One kept is copied to
+        # its exact size (~1 us).
+        body = memoryview(json_bytes(make())).tobytes()
+        self.rendered[slot] = (full, body)
+        return body
 
 
 @dataclass
@@ -209,6 +243,11 @@ class NightStore:
         with self.lock:
             return sorted(user.sessions.values(), key=lambda r: r.night.start)
 
+    def records(self) -> list[SessionRecord]:
+        """Every stored night of every user (a snapshot)."""
+        with self.lock:
+            return [rec for user in self.users.values() for rec in user.sessions.values()]
+
 
 def parse_dates(values: Iterable[str]) -> list[date]:
     return [date.fromisoformat(str(v)) for v in values]
@@ -224,7 +263,8 @@ def store_control_routes(
     create_user: Callable[[dict[str, Any], int], SimUser],
     describe_user: Callable[[SimUser], dict[str, Any]],
 ) -> list[BaseRoute]:
-    """``/_sim/users...``: seed users with history, add late nights, revise, complete, delete."""
+    """``/_sim/users...``: seed users with history, add late nights, revise, complete, delete;
+    ``/_sim/warm``: render every stored night ahead (``sim.warm(timezones)``)."""
 
     def user_or_404(uid: str) -> SimUser | Response:
         user = store.users.get(uid)
@@ -351,7 +391,26 @@ def store_control_routes(
             return JSONResponse({"error": "no such night"}, status_code=404)
         return JSONResponse({"ok": True})
 
+    async def warm(request: Request) -> Response:
+        """Render every stored night into its record's cache, as an upstream holds its records."""
+        body = await read_json(request)
+        timezones = body.get("timezones")
+        if timezones is not None and (
+            not isinstance(timezones, list) or not all(isinstance(t, str) for t in timezones)
+        ):
+            return JSONResponse({"error": "timezones must be a list of names"}, status_code=400)
+        started = time.perf_counter()
+        # In a worker thread: the event loop keeps answering while thousands of nights render.
+        try:
+            rendered = await run_in_threadpool(sim.warm, timezones)
+        except ValueError as e:
+            return JSONResponse({"error": str(e)}, status_code=400)
+        return JSONResponse(
+            {"rendered": rendered, "seconds": round(time.perf_counter() - started, 3)}
+        )
+
     return [
+        Route("/_sim/warm", warm, methods=["POST"]),
         Route("/_sim/users", users, methods=["GET", "POST"]),
         Route("/_sim/users/{uid}", user_detail, methods=["GET", "DELETE"]),
         Route("/_sim/users/{uid}/nights", nights, methods=["POST"]),

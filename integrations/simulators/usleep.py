@@ -37,11 +37,18 @@ from typing import Any
 
 import numpy as np
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .edf import EdfError, EdfHeader, data_section, infer_channel_type, read_header
-from .harness import Knobs, Simulator, parse_multipart, parse_urlencoded, read_json
+from .harness import (
+    JSONResponse,
+    Knobs,
+    Simulator,
+    parse_multipart,
+    parse_urlencoded,
+    read_json,
+)
 from .nights import USLEEP_CLASSES, synthetic_hypnogram, to_usleep
 
 MODELS = ["U-Sleep v1.0", "U-Sleep v2.0"]

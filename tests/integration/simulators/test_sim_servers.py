@@ -56,6 +56,30 @@ class ServerTests:
             sim.stop()
         assert sim.process.poll() is not None
 
+    def test_warm_renders_every_night_ahead(self):
+        sim = start_in_subprocess("beddit", seed=7)
+        try:
+            users = sim.add_users(count=2, nights=10, last_night="2025-03-01")
+            url = sim.url + "/api/v1/user/1/sleep?updated_after=0.0"
+            auth = {"Authorization": f"UserToken {sim.credential(user=1)}"}
+            cold = httpx.get(url, headers=auth)
+            out = sim.warm()
+            assert out["rendered"] == sum(u["nights"] for u in users) and out["seconds"] >= 0
+            assert httpx.get(url, headers=auth).content == cold.content
+        finally:
+            sim.stop()
+        with start_in_thread("asleep", keys=["k"], seed=7) as sim:
+            sim.add_users(ids=["G-1"], nights=10, last_night="2025-03-01")
+            assert sim.warm(timezones=["UTC", "Asia/Seoul"])["rendered"] == len(
+                sim.sim.store.records()
+            )
+            h = {"x-api-key": "k", "x-user-id": "G-1", "timezone": "Asia/Seoul"}
+            (item, *_) = httpx.get(sim.url + "/data/v1/sessions", headers=h).json()["result"][
+                "sleep_session_list"
+            ]
+            r = httpx.get(sim.url + f"/data/v3/sessions/{item['session_id']}", headers=h)
+            assert r.status_code == 200 and r.json()["result"]["timezone"] == "Asia/Seoul"
+
 
 class FaultOverSocketsTests:
     def test_barrier_holds_request_k_until_released(self, asleep):

@@ -1,10 +1,17 @@
 """Asleep simulator: paths, headers, envelopes, paging and errors of shared/upstreams.md §1."""
 
+import json
+import warnings
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from integrations.simulators.asleep import create_app
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # StarletteDeprecationWarning, as in conftest
+    from starlette.responses import JSONResponse as StarletteJSONResponse
 
 STAT_KEYS = 38
 
@@ -324,3 +331,101 @@ class AsleepArtefactKnobTests:
         c.post("/_sim/users", json={"ids": ["G-9"], "nights": 120, "last_night": "2025-03-01"})
         stages = c.get("/_sim/truth", params={"stages": 1}).json()["sessions"]
         assert all(-1 not in s["provider_stages"] for s in stages)
+
+
+class AsleepRenderedReportTests:
+    """Reports are served from each record's cache of JSON bytes, per timezone, never stale."""
+
+    def report(self, api, sid, tz=None):
+        headers = {**api.h, "timezone": tz} if tz else api.h
+        r = api.get(f"/data/v3/sessions/{sid}", headers=headers)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        return r.content
+
+    def fresh(self, api, sid, tz="UTC"):
+        """The answer rendered afresh, serialized as starlette (stdlib json) did before orjson."""
+        user = api.sim.store.users[api.uid]
+        rec = api.sim._find(user, sid)
+        result = api.sim._report(rec, ZoneInfo(tz), tz)
+        return StarletteJSONResponse({"detail": "OK", "result": result}).body
+
+    def sids(self, api):
+        truth = api.get("/_sim/truth", params={"user": api.uid}).json()["sessions"]
+        return [t["upstream_id"] for t in truth]
+
+    def test_it_serves_what_a_fresh_render_serializes_as_before(self, api):
+        api.post("/_sim/config", json={"malformed_rate": 0.3})
+        for sid in self.sids(api)[:8]:
+            for tz in (None, "UTC", "Asia/Seoul"):
+                expected = self.fresh(api, sid, tz or "UTC")
+                assert self.report(api, sid, tz) == expected  # rendered now or for UTC
+                assert self.report(api, sid, tz) == expected  # from the cache
+        assert self.report(api, sid, "Asia/Seoul") != self.report(api, sid, "UTC")
+
+    def test_it_never_serves_a_revision_or_completion_stale(self, api):
+        sid = self.sids(api)[0]
+        self.report(api, sid)
+        truth = api.get("/_sim/truth", params={"user": api.uid}).json()["sessions"][0]
+        api.post(
+            f"/_sim/users/{api.uid}/revise",
+            json={"dates": [truth["night_of"]], "updated": truth["updated"]},
+        )
+        assert self.report(api, sid) == self.fresh(api, sid)
+        r = api.post(
+            f"/_sim/users/{api.uid}/nights", json={"dates": ["2025-03-05"], "state": "OPEN"}
+        )
+        open_sid = r.json()["added"][0]["upstream_id"]
+        assert json.loads(self.report(api, open_sid))["result"]["stat"] is None
+        api.post(f"/_sim/users/{api.uid}/complete", json={"dates": ["2025-03-05"]})
+        assert self.report(api, open_sid) == self.fresh(api, open_sid)
+        assert json.loads(self.report(api, open_sid))["result"]["stat"] is not None
+
+    def test_it_follows_the_malformed_knob(self, api):
+        sid = self.sids(api)[0]
+        clean = self.report(api, sid)
+        api.post("/_sim/config", json={"malformed_keys": [sid]})
+        broken = json.loads(self.report(api, sid))["result"]["session"]
+        assert broken["start_time"] == "not-a-time" and broken["sleep_stages"][-1] == 9
+        api.post("/_sim/reset", json={})  # knobs back to the start, data kept
+        assert self.report(api, sid) == clean
+
+    def test_it_forgets_a_reset_or_deleted_night(self, api):
+        sid = self.sids(api)[0]
+        before = self.report(api, sid)
+        assert api.delete(f"/ai/v1/sessions/{sid}", headers=api.h).status_code == 204
+        assert api.get(f"/data/v3/sessions/{sid}", headers=api.h).status_code == 404
+        api.post("/_sim/reset", json={"data": True})
+        api.post("/_sim/credentials", json={"value": "key-live"})
+        # The same user id and dates, another timezone: other nights.
+        api.post(
+            "/_sim/users",
+            json={
+                "ids": [api.uid],
+                "nights": 45,
+                "last_night": "2025-03-01",
+                "timezone": "Asia/Tokyo",
+            },
+        )
+        sid = self.sids(api)[0]
+        assert self.report(api, sid) == self.fresh(api, sid) != before
+
+    def test_it_warms_every_night_in_each_timezone(self, api, monkeypatch):
+        r = api.post("/_sim/warm", json={"timezones": ["UTC", "Europe/Copenhagen"]})
+        nights = sum(u["nights"] for u in api.get("/_sim/users").json()["users"])
+        assert r.status_code == 200 and r.json()["rendered"] == nights > 0
+        for rec in api.sim.store.records():
+            assert {("report", "UTC"), ("report", "Europe/Copenhagen")} <= set(rec.rendered)
+        sid = self.sids(api)[0]
+        expected = {tz: self.fresh(api, sid, tz) for tz in ("UTC", "Europe/Copenhagen")}
+
+        def no_render(*args, **kwargs):
+            raise AssertionError("rendered again after warm")
+
+        monkeypatch.setattr(api.sim, "_report", no_render)
+        for tz, body in expected.items():
+            assert self.report(api, sid, tz) == body
+
+    def test_warm_refuses_unknown_timezones(self, api):
+        r = api.post("/_sim/warm", json={"timezones": ["Mars/Olympus"]})
+        assert r.status_code == 400 and "Mars/Olympus" in r.json()["error"]
+        assert api.post("/_sim/warm", json={"timezones": "UTC"}).status_code == 400

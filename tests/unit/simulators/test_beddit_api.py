@@ -2,10 +2,15 @@
 
 import json
 import time
+import warnings
 
 import pytest
 
 from integrations.simulators.beddit import create_app
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # StarletteDeprecationWarning, as in conftest
+    from starlette.responses import JSONResponse as StarletteJSONResponse
 
 GIGINET_SLEEP_KEYS = {
     "actigram_epochwise",
@@ -21,13 +26,22 @@ GIGINET_SLEEP_KEYS = {
 def api(client_for):
     app = create_app(seed=2)
     c = client_for(app)
+    c.sim = app.state.sim
     c.post("/_sim/users", json={"count": 2, "nights": 40, "last_night": "2025-03-01"})
-    r = c.post(
-        "/api/v1/auth/authorize",
-        data={"grant_type": "password", "username": "user1@example.test", "password": "secret"},
-    )
-    c.h = {"Authorization": f"UserToken {r.json()['access_token']}"}
+    login(c)
     return c
+
+
+def login(api, user=1):
+    r = api.post(
+        "/api/v1/auth/authorize",
+        data={
+            "grant_type": "password",
+            "username": f"user{user}@example.test",
+            "password": "secret",
+        },
+    )
+    api.h = {"Authorization": f"UserToken {r.json()['access_token']}"}
 
 
 def sleeps(api, **params):
@@ -195,3 +209,119 @@ class BedditSleepTests:
         bad = [s for s in items if "start_timestamp" not in s]
         truth = api.get("/_sim/truth", params={"user": "1"}).json()["sessions"]
         assert len(bad) == sum(t["malformed"] for t in truth) > 0
+
+
+def fresh_sleeps(api, user="1"):
+    """What the list answer of ``updated_after=0`` holds, rendered afresh."""
+    sim = api.sim
+    recs = sorted(
+        sim.store.sessions(sim.store.users[user]), key=lambda r: (r.updated, r.night.start)
+    )
+    return [sim.sleep_object(r) for r in recs]
+
+
+def sleep_bytes(api, user="1"):
+    r = api.get(f"/api/v1/user/{user}/sleep", headers=api.h, params={"updated_after": 0})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    return r.content
+
+
+class BedditRenderedBodyTests:
+    """Nights are served from each record's cache of JSON bytes, never stale."""
+
+    def test_it_serves_what_a_fresh_render_serializes_as_before(self, api):
+        api.post("/_sim/config", json={"malformed_rate": 0.2})
+        # starlette's own JSONResponse (stdlib json) is what the simulator sent before orjson.
+        before_orjson = StarletteJSONResponse(fresh_sleeps(api)).body
+        assert sleep_bytes(api) == before_orjson  # rendered now
+        assert sleep_bytes(api) == before_orjson  # served from the cache
+        recs = api.sim.store.sessions(api.sim.store.users["1"])
+        assert all("sleep" in r.rendered for r in recs)
+        r = api.get("/api/v1/user/1/session", headers=api.h, params={"updated_after": 0})
+        ordered = sorted(recs, key=lambda r: (r.updated, r.night.start))
+        expected = [api.sim.session_object(r) for r in ordered]
+        assert r.content == StarletteJSONResponse(expected).body
+
+    def test_it_never_serves_a_revision_stale(self, api):
+        old = json.loads(sleep_bytes(api))
+        truth = api.get("/_sim/truth", params={"user": "1"}).json()["sessions"]
+        api.post("/_sim/users/1/revise", json={"dates": [t["night_of"] for t in truth[:2]]})
+        # A re-score that keeps its ``updated``: only the revision tells the bodies apart.
+        api.post(
+            "/_sim/users/1/revise",
+            json={"dates": [truth[2]["night_of"]], "updated": truth[2]["updated"]},
+        )
+        new = json.loads(sleep_bytes(api))
+        assert new == fresh_sleeps(api)
+        revised = {t["upstream_id"] for t in truth[:3]}
+        stages = {
+            s["date"]: s["time_value_tracks"]["sleep_stages"]["items"]
+            for s in old
+            if s["date"] in revised
+        }
+        assert all(
+            s["time_value_tracks"]["sleep_stages"]["items"] != stages[s["date"]]
+            for s in new
+            if s["date"] in revised
+        )
+
+    def test_it_follows_the_malformed_knob_and_seed(self, api):
+        clean = sleep_bytes(api)
+        key = f"1/{json.loads(clean)[0]['date']}"
+        api.post("/_sim/config", json={"malformed_keys": [key]})
+        first = json.loads(sleep_bytes(api))[0]
+        assert "start_timestamp" not in first and first["time_value_tracks"]["sleep_stages"][
+            "items"
+        ][0][1] == "S"
+        api.post("/_sim/config", json={"malformed_keys": [], "malformed_rate": 0.3, "seed": 1})
+        seed_1 = json.loads(sleep_bytes(api))
+        api.post("/_sim/config", json={"seed": 5})
+        seed_5 = json.loads(sleep_bytes(api))
+        assert seed_5 == fresh_sleeps(api)
+        broken = [
+            {s["date"] for s in items if "start_timestamp" not in s} for items in (seed_1, seed_5)
+        ]
+        assert broken[0] != broken[1]
+        truth = api.get("/_sim/truth", params={"user": "1"}).json()["sessions"]
+        assert broken[1] == {t["upstream_id"] for t in truth if t["malformed"]}
+        api.post("/_sim/reset", json={})  # knobs back to the start, data kept
+        assert sleep_bytes(api) == clean
+
+    def test_it_forgets_a_reset_or_deleted_night(self, api):
+        before = json.loads(sleep_bytes(api))
+        api.post("/_sim/reset", json={"data": True})
+        # The same user id and dates, another timezone: other nights.
+        api.post(
+            "/_sim/users",
+            json={"count": 1, "nights": 40, "last_night": "2025-03-01", "timezone": "Asia/Tokyo"},
+        )
+        login(api)
+        after = json.loads(sleep_bytes(api))
+        assert after == fresh_sleeps(api) and after != before
+        night_of = api.get("/_sim/truth", params={"user": "1"}).json()["sessions"][0]["night_of"]
+        api.delete(f"/_sim/users/1/nights/{night_of}")
+        api.post("/_sim/users/1/nights", json={"dates": [night_of]})  # a late copy, new updated
+        assert json.loads(sleep_bytes(api)) == fresh_sleeps(api)
+
+    def test_it_warms_every_night(self, api, monkeypatch):
+        r = api.post("/_sim/warm")
+        nights = sum(u["nights"] for u in api.get("/_sim/users").json()["users"])
+        assert r.status_code == 200 and r.json()["rendered"] == nights > 0
+        assert r.json()["seconds"] >= 0
+        expected = StarletteJSONResponse(fresh_sleeps(api)).body
+        assert all("sleep" in rec.rendered for rec in api.sim.store.records())
+
+        def no_render(*args, **kwargs):
+            raise AssertionError("rendered again after warm")
+
+        monkeypatch.setattr(api.sim, "sleep_object", no_render)
+        assert sleep_bytes(api) == expected
+
+    def test_same_seed_same_bytes(self, client_for):
+        def served():
+            c = client_for(create_app(seed=4))
+            c.post("/_sim/users", json={"count": 1, "nights": 10, "last_night": "2025-03-01"})
+            login(c)
+            return sleep_bytes(c, "1")
+
+        assert served() == served()
