@@ -10,7 +10,9 @@ the database is created, migrated and dropped afterwards unless --keep) and Redi
 nothing is flushed).
 
 Per provider, with the simulator served by its own process (uvicorn, its CPU apart from the
-worker's) and one real Celery worker (prefork, --worker-concurrency processes):
+worker's) and one real Celery worker (prefork, --worker-concurrency processes). Before anything
+is measured the simulator renders every night once (`/_sim/warm`): a real upstream serves the
+records it holds, it does not synthesize them per request (--no-warm measures the cold way):
   1. ceiling: the requests a sync makes, fired alone by a tight concurrent client (asyncio,
      raw HTTP/1.1 keep-alive, --ceiling-concurrency connections), no database: what the
      simulator can serve (httpx itself costs as much CPU per request as the simulator);
@@ -455,9 +457,14 @@ def run_provider(provider: str, args, worker: Worker) -> dict:
         t = time.perf_counter()
         org, connections = seed(provider, sim, args.participants, args.nights)
         print(f"[{provider}] seeded in {time.perf_counter() - t:.1f}s", flush=True)
-        # The ceiling twice: the first pass also warms the interpreter and the simulator's caches.
-        ceiling(provider, sim, connections[: max(1, len(connections) // 10)] if provider == "beddit" else connections,
-                args.ceiling_concurrency) if args.warm else None
+        if args.warm:
+            # A real upstream serves records it holds; the simulator synthesizes each night the
+            # first time it is asked. Render every night once, before anything is measured.
+            warmed = sim.warm()
+            print(f"[{provider}] simulator rendered {warmed['rendered']:,} nights in {warmed['seconds']:.1f}s",
+                  flush=True)
+            # A short first pass warms the interpreter and the sockets.
+            ceiling(provider, sim, connections[: max(1, len(connections) // 10)], args.ceiling_concurrency)
         sim_clear_log(sim)
         ceil = ceiling(provider, sim, connections, args.ceiling_concurrency)
         print(f"[{provider}] ceiling {ceil}", flush=True)
