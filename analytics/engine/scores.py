@@ -305,30 +305,52 @@ def timing_history_medians(
     column ``c``, ``<c>_median_min`` (minutes past midnight, NaN with fewer than
     ``min_history`` nights) and ``history_nights`` (count of nights used).
     """
-    dates = pd.to_datetime(nights["night_date"]).dt.normalize()
-    main = main_sleep_rows(nights.assign(night_date=dates))
-    # One main sleep per date: the longest when there are several (science.md §2).
-    if "tst_min" in main.columns:
-        main = main.sort_values("tst_min", ascending=False, kind="stable")
-    main = main.drop_duplicates(["participant_id", "night_date"], keep="first")
-    out = pd.DataFrame(index=nights.index)
-    # (participant, day) as one integer key: one plain Index lookup per offset instead of a
-    # MultiIndex reindex per offset and column (~2-3 ms each whatever the batch size, which
-    # made the fixed cost of scoring a small batch ~0.1 s).
-    people, _ = pd.factorize(
-        pd.concat([main["participant_id"], nights["participant_id"]], ignore_index=True)
-    )
-    people = people.astype(np.int64)
-    keys = pd.Index(people[: len(main)] * _DAY_KEY + _day_numbers(main["night_date"]))
-    row_keys = people[len(main) :] * _DAY_KEY + _day_numbers(dates)
-    positions = (
-        np.column_stack([keys.get_indexer(row_keys - k) for k in range(1, history_nights + 1)])
-        if len(nights)
-        else np.zeros((0, history_nights), dtype=np.intp)
-    )
-    count = None
+    medians = _timing_history(nights, tuple(columns), history_nights, min_history)
+    return pd.DataFrame(medians, index=nights.index)
+
+
+def _main_sleep_mask(nights: pd.DataFrame) -> np.ndarray:
+    """regularity.main_sleep_rows as a mask: ``is_main_sleep`` if given, else not ``is_nap``."""
+    if "is_main_sleep" in nights.columns:
+        return nights["is_main_sleep"].fillna(False).astype(bool).to_numpy()
+    if "is_nap" in nights.columns:
+        return ~nights["is_nap"].fillna(False).astype(bool).to_numpy()
+    return np.ones(len(nights), dtype=bool)
+
+
+def _timing_history(
+    nights: pd.DataFrame, columns: tuple, history_nights: int, min_history: int
+) -> dict[str, np.ndarray]:
+    """``timing_history_medians`` as a dict of arrays.
+
+    numpy over positions rather than pandas frames: a small batch's scoring cost was the
+    fixed cost of pandas calls (filter, sort, drop_duplicates, one lookup per offset).
+    """
+    days = _day_numbers(pd.to_datetime(nights["night_date"]).dt.normalize())
+    people, _ = pd.factorize(nights["participant_id"].to_numpy())
+    # (participant, day) as one integer key.
+    row_keys = people.astype(np.int64) * _DAY_KEY + days
+    main = np.flatnonzero(_main_sleep_mask(nights))
+    # One main sleep per date: the longest when there are several (science.md §2). A
+    # stable sort, longest first, NaN last; then the first row of each (participant, day).
+    if "tst_min" in nights.columns:
+        tst = nights["tst_min"].to_numpy(dtype=float, na_value=np.nan)[main]
+        main = main[np.argsort(-tst, kind="stable")]
+    _, first = np.unique(row_keys[main], return_index=True)
+    main = main[np.sort(first)]
+    keys = row_keys[main]
+    # For each row and each of the history_nights days before it: the main sleep's position
+    # in ``main``, or -1 (one sorted lookup for the whole matrix).
+    wanted = row_keys[:, None] - np.arange(1, history_nights + 1, dtype=np.int64)[None, :]
+    if keys.size:
+        sorter = np.argsort(keys)
+        at = np.minimum(np.searchsorted(keys[sorter], wanted), keys.size - 1)
+        positions = np.where(keys[sorter][at] == wanted, sorter[at], -1)
+    else:
+        positions = np.full(wanted.shape, -1, dtype=np.intp)
+    out, count = {}, None
     for column in columns:
-        values = np.append(clock_minutes(main[column]), np.nan)  # position -1 reads the NaN
+        values = np.append(clock_minutes(nights[column].iloc[main]), np.nan)  # position -1: NaN
         hist = values[positions]
         n = (~np.isnan(hist)).sum(axis=1)
         med = circular_median_rows(hist) if len(nights) else np.zeros(0)
@@ -354,21 +376,29 @@ def regularity_component(
     ``bedtime_deviation_min`` and ``midsleep_deviation_min`` (signed shorter-arc minutes
     from the 14-night circular median; positive = later).
     """
+    parts = _regularity(nights, source, bedtime_col, midsleep_col, sri_col)
+    return pd.DataFrame(parts, index=nights.index)
+
+
+def _regularity(
+    nights: pd.DataFrame, source: str, bedtime_col: str, midsleep_col: str, sri_col: str
+) -> dict[str, np.ndarray]:
+    """``regularity_component`` as a dict of arrays."""
     if source not in ("auto", "sri", "timing"):
         raise ValueError("source must be 'auto', 'sri' or 'timing'")
     n = len(nights)
-    out = pd.DataFrame(index=nights.index)
     timing = np.full(n, np.nan)
     bed_dev = np.full(n, np.nan)
     mid_dev = np.full(n, np.nan)
     has_timing_cols = {bedtime_col, midsleep_col, "night_date"} <= set(nights.columns)
     if source != "sri" and has_timing_cols:
-        med = timing_history_medians(nights, columns=(bedtime_col, midsleep_col))
+        med = _timing_history(nights, (bedtime_col, midsleep_col), REGULARITY_HISTORY_NIGHTS,
+                              REGULARITY_MIN_HISTORY_NIGHTS)
         bed_dev = circular_difference_minutes(
-            clock_minutes(nights[bedtime_col]), med[f"{bedtime_col}_median_min"].to_numpy()
+            clock_minutes(nights[bedtime_col]), med[f"{bedtime_col}_median_min"]
         )
         mid_dev = circular_difference_minutes(
-            clock_minutes(nights[midsleep_col]), med[f"{midsleep_col}_median_min"].to_numpy()
+            clock_minutes(nights[midsleep_col]), med[f"{midsleep_col}_median_min"]
         )
         timing = (timing_deviation_component(bed_dev) + timing_deviation_component(mid_dev)) / 2
     sri = (
@@ -384,17 +414,21 @@ def regularity_component(
         use_sri = ~np.isnan(sri)
         value = np.where(use_sri, sri, timing)
         basis = np.where(use_sri, "sri", np.where(np.isnan(timing), "", "timing"))
-    out["score_regularity"] = value
-    out["regularity_basis"] = basis
-    out["bedtime_deviation_min"] = bed_dev
-    out["midsleep_deviation_min"] = mid_dev
-    return out
+    return {
+        "score_regularity": value,
+        "regularity_basis": basis,
+        "bedtime_deviation_min": bed_dev,
+        "midsleep_deviation_min": mid_dev,
+    }
 
 
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    if name in frame.columns:
-        return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    return np.full(len(frame), np.nan)
+    if name not in frame.columns:
+        return np.full(len(frame), np.nan)
+    column = frame[name]
+    if pd.api.types.is_numeric_dtype(column.dtype):  # to_numeric would return it unchanged
+        return column.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def combine_components(components: pd.DataFrame, weights: Mapping[str, float] | None = None):
@@ -404,9 +438,14 @@ def combine_components(components: pd.DataFrame, weights: Mapping[str, float] | 
     available), a boolean (rows, 5) array of components used, and the normalized weights
     actually applied (rows, 5; 0 for unused).
     """
+    comp = np.column_stack([components[f"score_{c}"].to_numpy(dtype=float) for c in COMPONENTS])
+    return _combine(comp, weights)
+
+
+def _combine(comp: np.ndarray, weights: Mapping[str, float] | None):
+    """``combine_components`` over a (rows, 5) matrix of components in ``COMPONENTS`` order."""
     w = validate_weights(weights)
     wvec = np.array([w[c] for c in COMPONENTS])
-    comp = np.column_stack([components[f"score_{c}"].to_numpy(dtype=float) for c in COMPONENTS])
     used = ~np.isnan(comp) & (wvec > 0)
     wmat = np.where(used, wvec, 0.0)
     wsum = wmat.sum(axis=1)
@@ -473,23 +512,24 @@ def sleep_scores(
         resolved = nights["stages_resolved"].fillna(True).to_numpy(dtype=bool)
         depth = np.where(resolved, depth, np.nan)
 
-    reg = regularity_component(nights, source=regularity_source)
+    reg = _regularity(nights, regularity_source, "bedtime_local", "midsleep_local", "sri")
 
-    out = pd.DataFrame(index=nights.index)
-    out["score_duration"] = duration_component(tst, lo, hi)
-    out["score_efficiency"] = efficiency_component(_column(nights, "se_pct"))
+    duration = duration_component(tst, lo, hi)
+    efficiency = efficiency_component(_column(nights, "se_pct"))
     awak = _column(nights, "awakenings_5min") if "awakenings_5min" in nights.columns else None
-    out["score_continuity"] = continuity_component(_column(nights, "waso_min"), awak)
-    out["score_depth"] = depth
-    out["score_regularity"] = reg["score_regularity"].to_numpy()
+    continuity = continuity_component(_column(nights, "waso_min"), awak)
+    regularity = reg["score_regularity"]
 
     no_sleep = tst == 0
     # No sleep: nothing to be regular or deep about; the score is 0 by definition.
-    for c in ("continuity", "depth", "regularity"):
-        out.loc[no_sleep, f"score_{c}"] = np.nan
-    out.loc[no_sleep, ["score_duration", "score_efficiency"]] = 0.0
+    continuity, depth, regularity = (
+        np.where(no_sleep, np.nan, c) for c in (continuity, depth, regularity)
+    )
+    duration, efficiency = (np.where(no_sleep, 0.0, c) for c in (duration, efficiency))
+    components = {"duration": duration, "efficiency": efficiency, "continuity": continuity,
+                  "depth": depth, "regularity": regularity}
 
-    score, used, eff = combine_components(out, validated)
+    score, used, eff = _combine(np.column_stack([components[c] for c in COMPONENTS]), validated)
     score = np.where(no_sleep, 0.0, score)
     used = np.where(no_sleep[:, None], False, used)
     eff = np.where(no_sleep[:, None], 0.0, eff)
@@ -501,15 +541,17 @@ def sleep_scores(
         eff = np.where(nap[:, None], 0.0, eff)
 
     mask = (used * (1 << np.arange(len(COMPONENTS)))).sum(axis=1)
-    out.insert(0, "score", score)
-    out["score_components_used"] = np.asarray(_BITMASK_LABELS, dtype=object)[mask]
-    for i, c in enumerate(COMPONENTS):
-        out[f"score_weight_{c}"] = eff[:, i]
-    out["regularity_basis"] = np.where(
-        used[:, COMPONENTS.index("regularity")], reg["regularity_basis"].to_numpy(), ""
-    )
-    out["bedtime_deviation_min"] = reg["bedtime_deviation_min"].to_numpy()
-    out["midsleep_deviation_min"] = reg["midsleep_deviation_min"].to_numpy()
-    out["recommended_min_h"] = lo
-    out["recommended_max_h"] = hi
-    return out
+    out = {
+        "score": score,
+        **{f"score_{c}": components[c] for c in COMPONENTS},
+        "score_components_used": np.asarray(_BITMASK_LABELS, dtype=object)[mask],
+        **{f"score_weight_{c}": eff[:, i] for i, c in enumerate(COMPONENTS)},
+        "regularity_basis": np.where(
+            used[:, COMPONENTS.index("regularity")], reg["regularity_basis"].astype(object), ""
+        ),
+        "bedtime_deviation_min": reg["bedtime_deviation_min"],
+        "midsleep_deviation_min": reg["midsleep_deviation_min"],
+        "recommended_min_h": lo,
+        "recommended_max_h": hi,
+    }
+    return pd.DataFrame(out, index=nights.index)

@@ -7,7 +7,7 @@ import pytest
 from analytics.models import NightlyMetrics, SleepSession
 from analytics.services import nightly_metrics_compute, sleep_sessions_upsert
 
-from ...factories import ParticipantFactory
+from ...factories import OrganizationFactory, ParticipantFactory
 
 
 @dataclass(frozen=True)
@@ -116,3 +116,127 @@ class SleepSessionsUpsertTests:
         assert m.score_depth == 100  # 90 min N3 and 90 min REM
         assert 0 < m.score <= 100
         assert m.score_regularity is None  # no history yet: left out, weights renormalized
+
+
+def _varied_night(rng, sleep_epochs: int) -> np.ndarray:
+    """A realistic hypnogram: onset wake, cycles of light/N2/N3/REM with a little wake and no data."""
+    cycle = np.array([1] * 6 + [2] * 30 + [3] * 20 + [2] * 14 + [4] * 20 + [5] * 10, dtype=np.int8)
+    sleep = np.resize(np.roll(cycle, int(rng.integers(0, cycle.size))), sleep_epochs)
+    for at in rng.integers(0, sleep_epochs, 4):
+        sleep[at:at + int(rng.integers(1, 14))] = 0  # awakenings, some of them >= 5 min
+    sleep[int(rng.integers(0, sleep_epochs))] = -1
+    onset = np.zeros(int(rng.integers(4, 40)), dtype=np.int8)
+    return np.concatenate([onset, sleep, np.zeros(int(rng.integers(2, 20)), dtype=np.int8)])
+
+
+def _mixed_records(rng) -> dict[str, list[Record]]:
+    """Three weeks of two people's sleeps with the cases the store must decide: a nap, two
+    sleeps ending on one date, a night without sleep, a DST change, 20-second epochs."""
+    records = {"a": [], "b": []}
+    for day in range(21):
+        evening = datetime(2026, 3, 15, 21, tzinfo=UTC) + timedelta(days=day)
+        for person, epoch in (("a", 30), ("b", 20)):
+            # Whole minutes: the batch scores its own bedtimes in whole minutes (see _scores).
+            start = evening + timedelta(minutes=int(rng.integers(0, 150)))
+            epochs = int(rng.integers(6, 9) * 3600 / epoch)
+            stages = _varied_night(rng, epochs)
+            if person == "a" and day == 9:
+                stages = np.zeros_like(stages)  # in bed, never asleep
+            records[person].append(replace(
+                _night(f"{person}-{day}", start, stages), epoch_seconds=epoch,
+                end=start + timedelta(seconds=epoch * stages.size),
+            ))
+    # A nap (13:00 in New York, a's zone) and, for b, a short sleep before the main one on the
+    # same wake date.
+    records["a"].append(_night("a-nap", datetime(2026, 3, 20, 17, tzinfo=UTC), [2] * 120))
+    short = _varied_night(rng, 200)
+    records["b"].append(replace(_night("b-short", datetime(2026, 3, 24, 1, tzinfo=UTC), short),
+                                epoch_seconds=20, end=datetime(2026, 3, 24, 1, tzinfo=UTC)
+                                + timedelta(seconds=20 * short.size)))
+    return records
+
+
+def _stored(org) -> dict[tuple[str, str], dict]:
+    fields = [f.name for f in NightlyMetrics._meta.concrete_fields
+              if f.name not in ("session", "organization", "participant", "computed_at")]
+    rows = NightlyMetrics.objects.for_org(org).values("participant__name", "session__upstream_id", *fields)
+    return {(row.pop("participant__name"), row.pop("session__upstream_id")): row for row in rows}
+
+
+@pytest.mark.django_db
+class NightlyMetricsBatchTests:
+    """One upsert of many nights (history and main-sleep rivals taken from the batch) must
+    store exactly what storing the same nights one call each, in order, stores."""
+
+    def test_it_stores_what_a_night_by_night_computation_stores(self):
+        rng = np.random.default_rng(20260315)
+        records = _mixed_records(rng)
+        # Then revised: b's short sleep grows past its date's main sleep; a night is rescored.
+        short, night = records["b"][-1], records["a"][12]
+        longer = _varied_night(rng, 1500)  # 500 min of sleep at 20-s epochs
+        revised = {
+            "b-short": replace(short, stages=longer.tobytes(), end=short.start + timedelta(seconds=20 * longer.size)),
+            "a-12": replace(night, stages=np.roll(np.frombuffer(night.stages, np.int8), 7).tobytes()),
+        }
+        stored = []
+        for mode in ("batch", "night by night"):
+            org = OrganizationFactory(score_weights={"duration": 2, "regularity": 1, "depth": 1})
+            people = {
+                "a": ParticipantFactory(organization=org, name="a", timezone="America/New_York", birth_year=1950),
+                "b": ParticipantFactory(organization=org, name="b", birth_year=None),
+            }
+            rows = [(people[p].pk, r, r.upstream_id) for p, rs in records.items() for r in rs]
+            changes = [(pid, revised[r.upstream_id], "revised") for pid, r, _ in rows if r.upstream_id in revised]
+            if mode == "batch":
+                rng.shuffle(rows)  # ids in no particular date order
+                sleep_sessions_upsert(organization=org, records=rows)
+                sleep_sessions_upsert(organization=org, records=changes)
+            else:
+                for row in sorted(rows, key=lambda row: row[1].start) + changes:
+                    sleep_sessions_upsert(organization=org, records=[row])
+            stored.append(_stored(org))
+
+        batch, single = stored
+        assert batch.keys() == single.keys() and len(batch) == 44
+        for key, values in single.items():
+            assert batch[key] == values, key  # floats bit for bit, NULL where NULL
+        assert not single[("a", "a-nap")]["is_main_sleep"] and single[("a", "a-nap")]["score"] is None
+        assert single[("b", "b-short")]["is_main_sleep"] and not single[("b", "b-8")]["is_main_sleep"]
+        assert single[("a", "a-9")]["score"] == 0
+        assert sum(v["score_regularity"] is not None for v in single.values()) > 30  # history used
+
+
+@pytest.mark.django_db
+class SleepSessionWriteTests:
+    def test_it_writes_every_field_of_a_session(self):
+        # A new SleepSession field must be written by the PostgreSQL path of
+        # analytics.services (_sessions_write_postgresql) too, not only by bulk_create.
+        assert {f.name for f in SleepSession._meta.concrete_fields} == {
+            "id", "uuid", "organization", "participant", "provider", "upstream_id", "start", "end",
+            "timezone", "epoch_seconds", "stages", "upstream_stats", "upstream_updated_at",
+            "content_hash", "created_at", "updated_at",
+        }
+        participant = ParticipantFactory()
+        org = participant.organization
+        updated_at = datetime(2026, 3, 2, 7, 15, 30, 123456, tzinfo=UTC)
+        record = replace(_night("s1", datetime(2026, 3, 1, 22, 0, 0, 250000, tzinfo=UTC), EXAMPLE, tz="Asia/Tokyo"),
+                         upstream_stats={"score": 81, "hr": [50.5, None], "note": "ü \"q\""},
+                         upstream_updated_at=updated_at)
+        result = sleep_sessions_upsert(organization=org, records=[(participant.pk, record, "h1")])
+        session = SleepSession.objects.get()
+        assert result.session_ids == [session.pk]
+        assert (session.organization_id, session.participant_id, session.provider, session.upstream_id) == (
+            org.pk, participant.pk, "asleep", "s1")
+        assert (session.start, session.end, session.timezone, session.epoch_seconds) == (
+            record.start, record.end, "Asia/Tokyo", 30)
+        assert bytes(session.stages) == record.stages
+        assert session.upstream_stats == record.upstream_stats
+        assert (session.upstream_updated_at, session.content_hash) == (updated_at, "h1")
+        assert session.uuid is not None and session.created_at is not None
+        assert session.updated_at >= session.created_at
+
+        sleep_sessions_upsert(organization=org, records=[(participant.pk, replace(record, upstream_stats={}), "h2")])
+        again = SleepSession.objects.get()
+        assert (again.uuid, again.created_at) == (session.uuid, session.created_at)  # kept on update
+        assert (again.upstream_stats, again.content_hash) == ({}, "h2")
+        assert again.updated_at >= session.updated_at

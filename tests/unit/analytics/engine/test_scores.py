@@ -9,6 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from analytics.engine import scores
+from analytics.engine.regularity import circular_median_rows
 
 COMPONENT_COLS = [f"score_{c}" for c in scores.COMPONENTS]
 
@@ -319,3 +320,46 @@ def test_it_moves_the_score_toward_a_component_whose_weight_grows(night, weights
         assert after["score"] <= before["score"] + 1e-9
     else:
         assert after["score"] == pytest.approx(before["score"])
+
+
+def test_it_gathers_each_nights_history_as_a_loop_over_prior_days_does():
+    rng = np.random.default_rng(10)
+    for trial in range(40):
+        n = int(rng.integers(1, 60))
+        nights = pd.DataFrame({
+            "participant_id": rng.integers(0, 3, n),
+            "night_date": pd.Timestamp("2024-05-01") + pd.to_timedelta(rng.integers(0, 30, n), unit="D"),
+            "is_nap": rng.random(n) < 0.15,
+            "tst_min": rng.choice([300.0, 420.0, 480.0, np.nan], n),  # ties and unknowns on purpose
+            "bedtime_local": rng.normal(23 * 60, 90, n) % 1440,
+            "midsleep_local": np.where(rng.random(n) < 0.1, np.nan, rng.normal(180, 60, n) % 1440),
+        }, index=rng.permutation(4 * n)[:n])
+        if trial % 2:
+            nights["is_main_sleep"] = rng.random(n) < 0.8
+        main = nights["is_main_sleep"] if "is_main_sleep" in nights else ~nights["is_nap"]
+        person, day, tst = (nights[c].to_numpy() for c in ("participant_id", "night_date", "tst_min"))
+
+        def oracle(column):
+            """Per row and prior day: that day's main sleep, the longest (first on ties, unknown last)."""
+            values = nights[column].to_numpy()
+            rows = []
+            for i in range(n):
+                row = []
+                for k in range(1, scores.REGULARITY_HISTORY_NIGHTS + 1):
+                    same = [j for j in range(n) if main.iloc[j] and person[j] == person[i]
+                            and day[j] == day[i] - np.timedelta64(k, "D")]
+                    same.sort(key=lambda j: (np.isnan(tst[j]), -np.nan_to_num(tst[j])))
+                    row.append(values[same[0]] if same else np.nan)
+                rows.append(row)
+            return np.array(rows).reshape(n, scores.REGULARITY_HISTORY_NIGHTS)
+
+        got = scores.timing_history_medians(nights)
+        counts = []
+        for column in ("bedtime_local", "midsleep_local"):
+            hist = oracle(column)
+            used = (~np.isnan(hist)).sum(axis=1)
+            expected = np.where(used >= 3, circular_median_rows(hist), np.nan)
+            np.testing.assert_array_equal(got[f"{column}_median_min"].to_numpy(), expected)
+            counts.append(used)
+        np.testing.assert_array_equal(got["history_nights"].to_numpy(), np.maximum(*counts))
+        assert list(got.index) == list(nights.index)
