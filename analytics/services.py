@@ -182,6 +182,21 @@ def _sessions_write_postgresql(organization, to_write) -> list[int]:
     return [ids[(p, r.provider, r.upstream_id)] for p, r, _ in to_write]
 
 
+def sleep_sessions_unchanged(
+    *, organization: Organization, records: Sequence[tuple[int, CanonicalRecord, str]]
+) -> bool:
+    """Whether every record is stored already with the same content: an upsert would write nothing.
+
+    One read, no transaction: a re-sync that finds its nights unchanged opens none.
+    """
+    if not records:
+        return True
+    wanted = {
+        (participant_id, record.provider, record.upstream_id): digest for participant_id, record, digest in records
+    }
+    return _existing_hashes(organization, wanted.keys()) == wanted
+
+
 def _key_filter(keys: Iterable[tuple[int, str, str]]):
     """Query sessions by natural key: narrow by participant and upstream id, match exactly after."""
     keys = list(keys)

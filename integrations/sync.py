@@ -36,7 +36,7 @@ from django.db import connection as db_connection
 from django.db.models import F, Q
 from django.utils import timezone
 
-from analytics.services import sleep_sessions_upsert
+from analytics.services import sleep_sessions_unchanged, sleep_sessions_upsert
 
 from .adapters import adapter_for, fetch_links, http_concurrency
 from .models import Connection, ConnectionStatus, ParticipantLink, QuarantinedRecord, SyncRun, SyncRunStatus
@@ -153,19 +153,30 @@ def _check_and_extend_lease(connection_id: int, token: uuid.UUID) -> None:
         raise LeaseLost()
 
 
+@dataclass
+class Untouched:
+    """Pages of an attempt that wrote nothing, having nothing new: their links, which the
+    attempt's end stamps as synced, and their unchanged nights, which no page commit added to
+    the run's counts."""
+
+    links: set[int] = field(default_factory=set)
+    unchanged: int = 0
+
+
 def _commit_pages(
     connection: Connection,
     run: SyncRun,
     fetched: list[FetchedPage],
     token: uuid.UUID,
-    idle: set[int] | None = None,
+    idle: Untouched | None = None,
 ) -> dict:
     """Commit pages of one or more links in one transaction: their sessions (one upsert, one
     vectorized metrics call), quarantined records, the run's counts and each link's cursor.
 
-    Pages that bring nothing and leave their cursors where they are (a re-sync of unchanged
-    data) write nothing: their links are added to ``idle``, whose last_synced_at the run's
-    final transaction stamps, so an unchanged connection costs one commit, not one per link.
+    Pages that bring nothing new (every night stored with the same content hash, no
+    quarantined record) and leave their cursors where they are (a re-sync of unchanged data)
+    write nothing: ``idle`` keeps their links, whose last_synced_at the attempt's end stamps,
+    and their unchanged nights, so an unchanged connection costs one commit, not one per link.
     """
     records = [(f.link.participant_id, item, content_hash(item)) for f in fetched for item in f.page.items]
     quarantined = [bad for f in fetched for bad in f.page.quarantined]
@@ -174,11 +185,16 @@ def _commit_pages(
         if f.page.next_cursor is not None:
             cursors[f.link.pk] = f.page.next_cursor
     links = {f.link.pk: f.link for f in fetched}
-    if idle is not None and not records and not quarantined and all(
-        links[pk].cursor == cursor for pk, cursor in cursors.items()
+    if (
+        idle is not None
+        and not quarantined
+        and all(links[pk].cursor == cursor for pk, cursor in cursors.items())
+        and sleep_sessions_unchanged(organization=connection.organization, records=records)
     ):
-        idle.update(links)
-        return dict.fromkeys(("fetched", "created", "updated", "unchanged", "quarantined"), 0)
+        # Nothing new (Asleep's lookback re-reads, an empty Beddit answer): no transaction.
+        idle.links.update(links)
+        idle.unchanged += len(records)
+        return {**ZERO_COUNTS, "fetched": len(records), "unchanged": len(records)}
     with transaction.atomic():
         _check_and_extend_lease(connection.pk, token)
         result = sleep_sessions_upsert(organization=connection.organization, records=records)
@@ -213,8 +229,8 @@ def _commit_pages(
             ParticipantLink.objects.filter(pk__in=unmoved).update(last_synced_at=synced_at)
     for link_pk, cursor in cursors.items():
         links[link_pk].cursor = cursor  # what the database now holds: the next page compares to it
-    if idle:
-        idle.difference_update(links)
+    if idle is not None:
+        idle.links.difference_update(links)
     return counts
 
 
@@ -240,7 +256,7 @@ def connection_links(connection: Connection, shard: int = 0, shards: int = 1) ->
 
 
 def links_sync(
-    connection: Connection, run: SyncRun, token: uuid.UUID, links: list[ParticipantLink], *, idle: set[int],
+    connection: Connection, run: SyncRun, token: uuid.UUID, links: list[ParticipantLink], *, idle: Untouched,
     counts: dict, pipelined: bool | None = None,
 ) -> None:
     """Page through ``links`` and commit their nights under the lease, adding to ``counts`` as
@@ -320,14 +336,14 @@ def connection_sync(*, connection_id: int, task_id: str = "") -> SyncOutcome:
             released = True
             logger.info("sync connection=%s: %d links split into %d shard tasks", connection_id, len(links), shards)
             return SyncOutcome("sharded", run.pk, shards=tuple(range(shards)), token=str(token))
-        idle: set[int] = set()
+        idle = Untouched()
         links_sync(connection, run, token, links, idle=idle, counts=counts)
         with transaction.atomic():
             # Fenced like every page: an attempt that lost its lease never records a success.
             _check_and_extend_lease(connection_id, token)
             _finish(run, SyncRunStatus.SUCCEEDED, counts)
-            if idle:
-                ParticipantLink.objects.filter(pk__in=idle).update(last_synced_at=now())
+            if idle.links:
+                ParticipantLink.objects.filter(pk__in=idle.links).update(last_synced_at=now())
             Connection.objects.filter(pk=connection_id).update(
                 status=ConnectionStatus.ACTIVE,
                 last_error="",

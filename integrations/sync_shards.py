@@ -37,6 +37,7 @@ from .sync import (
     ZERO_COUNTS,
     LeaseLost,
     SyncOutcome,
+    Untouched,
     _check_and_extend_lease,
     _credentials_replaced,
     connection_links,
@@ -90,14 +91,18 @@ def shard_sync(*, connection_id: int, run_id: int, token: str, shard: int) -> Sy
     links = connection_links(connection, shard, run.shards)
     now = timezone.now
     try:
-        idle: set[int] = set()
+        idle = Untouched()
         counts = dict(ZERO_COUNTS)
         links_sync(connection, run, token, links, idle=idle, counts=counts, pipelined=True)
         with transaction.atomic():
             _check_and_extend_lease(connection_id, token)
-            if idle:
-                ParticipantLink.objects.filter(pk__in=idle).update(last_synced_at=now())
-            SyncRun.objects.filter(pk=run_id).update(shards_done=F("shards_done").bitor(1 << shard))
+            if idle.links:
+                ParticipantLink.objects.filter(pk__in=idle.links).update(last_synced_at=now())
+            SyncRun.objects.filter(pk=run_id).update(
+                shards_done=F("shards_done").bitor(1 << shard),
+                fetched=F("fetched") + idle.unchanged,
+                unchanged=F("unchanged") + idle.unchanged,
+            )
             done = SyncRun.objects.filter(pk=run_id).values_list("shards_done", flat=True).get()
             if done != (1 << run.shards) - 1:
                 return SyncOutcome("shard_done", run_id, counts=counts)

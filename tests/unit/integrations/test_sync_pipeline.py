@@ -392,3 +392,25 @@ class UnchangedResyncTests:
             added = sim.call("POST", f"/_sim/users/{user['id']}/nights", json={"count": 1})["added"]
             third = connection_sync(connection_id=connection.pk)
             assert third.counts["created"] == len(added) == 1
+
+    def test_an_unchanged_lookback_is_read_but_not_written(self, asleep_sim, asleep_connection):
+        from django.db import connection as db
+        from django.test.utils import CaptureQueriesContext
+
+        assert connection_sync(connection_id=asleep_connection.pk).status == "succeeded"
+        stamps = dict(asleep_connection.links.values_list("pk", "last_synced_at"))
+        with CaptureQueriesContext(db) as queries:
+            again = connection_sync(connection_id=asleep_connection.pk)
+        run = SyncRun.objects.get(pk=again.run_id)
+        # Asleep re-reads its 2-day lookback: those nights count as fetched and unchanged.
+        assert run.fetched == run.unchanged > 0 and (run.created, run.updated) == (0, 0)
+        assert not [q for q in queries if "INSERT" in q["sql"] and "sleepsession" in q["sql"]]
+        assert not [q for q in queries if '"fetched" = (' in q["sql"]]  # no page commit
+        assert all(link.last_synced_at > stamps[link.pk] for link in asleep_connection.links.all())
+
+        # A re-scored night in the lookback is a change: its page commits.
+        user = asleep_connection.links.order_by("pk").first().upstream_user_id
+        newest = max(t["night_of"] for t in asleep_sim.truth(user=user)["sessions"])
+        asleep_sim.call("POST", f"/_sim/users/{user}/revise", json={"dates": [newest]})
+        third = SyncRun.objects.get(pk=connection_sync(connection_id=asleep_connection.pk).run_id)
+        assert third.updated == 1

@@ -94,6 +94,8 @@ class SplitRunTests:
         assert run_shard(again, 0).status == "shard_done" and run_shard(again, 1).status == "succeeded"
         second = SyncRun.objects.get(pk=again.run_id)
         assert (second.created, second.updated) == (0, 0) and second.status == SyncRunStatus.SUCCEEDED
+        # The lookback's nights, read and found unchanged without a page commit, still count.
+        assert second.fetched == second.unchanged > 0
 
     def test_each_link_belongs_to_exactly_one_shard(self, connection):
         from integrations.sync import connection_links
