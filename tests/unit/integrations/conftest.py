@@ -1,13 +1,14 @@
-"""Fixtures for the integrations tests (PSG scoring): the scoring simulators over real HTTP
-(threads), an organization with a participant and one connection per scorer, EDF recordings,
-and a fresh upload folder per test."""
+"""Fixtures for the integrations tests: the simulators over real HTTP (threads), an
+organization linked to an Asleep simulator (sync tests), one connection per PSG scorer, EDF
+recordings, and a fresh upload folder per test."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
 
-from integrations.models import Connection
+from analytics.models import SleepSession
+from integrations.models import Connection, ParticipantLink
 from integrations.simulators.edf import make_edf
 from integrations.simulators.nights import synthetic_hypnogram
 from integrations.simulators.server import start_in_thread
@@ -17,6 +18,34 @@ from ...factories import OrganizationFactory, ParticipantFactory
 USLEEP_TOKEN = "usleep-test-token"
 GC_TOKEN = "gc-test-token"
 GC_ALGORITHM = "sleep-staging"  # the simulator's preloaded algorithm
+
+
+def linked_asleep_connection(sim, api_key: str, *, users: int, nights: int) -> Connection:
+    """A new organization with one Asleep connection to ``sim`` and a participant linked to
+    each of ``users`` new upstream users with ``nights`` nights."""
+    organization = OrganizationFactory()
+    connection = Connection.objects.create(
+        organization=organization, name="Asleep", provider="asleep", base_url=sim.url,
+        credentials={"api_key": api_key}, sync_interval=timedelta(hours=1),
+    )
+    for user in sim.add_users(count=users, nights=nights):
+        ParticipantLink.objects.create(
+            organization=organization, connection=connection,
+            participant=ParticipantFactory(organization=organization), upstream_user_id=user["id"],
+        )
+    return connection
+
+
+def complete_nights(sim) -> set[tuple[str, str]]:
+    """(upstream user, upstream id) of every COMPLETE night the simulator holds."""
+    return {(t["user_id"], t["upstream_id"]) for t in sim.truth()["sessions"] if t["state"] == "COMPLETE"}
+
+
+def stored_nights(connection) -> set[tuple[str, str]]:
+    """(upstream user, upstream id) of every night stored for the connection's participants."""
+    users = dict(connection.links.values_list("participant_id", "upstream_user_id"))
+    rows = SleepSession.objects.filter(participant_id__in=users).values_list("participant_id", "upstream_id")
+    return {(users[p], u) for p, u in rows}
 
 
 def psg_edf(minutes: int = 30, *, seed: int = 4, start: datetime = datetime(2026, 3, 2, 23, 15, 0)) -> bytes:

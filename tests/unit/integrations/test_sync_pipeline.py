@@ -22,6 +22,7 @@ from integrations.sync import connection_sync
 from integrations.sync_pipeline import PageFetcher
 
 from ...factories import OrganizationFactory, ParticipantFactory
+from .conftest import complete_nights, linked_asleep_connection, stored_nights
 
 KEY = "pipeline-test-key"
 
@@ -166,27 +167,10 @@ def asleep_sim():
 @pytest.fixture
 def asleep_connection(db, asleep_sim, settings):
     settings.UPSTREAM_ALLOW_PRIVATE = True
-    organization = OrganizationFactory()
-    connection = Connection.objects.create(
-        organization=organization, name="Asleep", provider="asleep", base_url=asleep_sim.url,
-        credentials={"api_key": KEY}, sync_interval=timedelta(hours=1),
-    )
-    for user in asleep_sim.add_users(count=5, nights=8):
-        ParticipantLink.objects.create(
-            organization=organization, connection=connection,
-            participant=ParticipantFactory(organization=organization), upstream_user_id=user["id"],
-        )
-    return connection
+    return linked_asleep_connection(asleep_sim, KEY, users=5, nights=8)
 
 
-def _truth(sim) -> set[tuple[str, str]]:
-    return {(t["user_id"], t["upstream_id"]) for t in sim.truth()["sessions"] if t["state"] == "COMPLETE"}
-
-
-def _stored(connection) -> set[tuple[str, str]]:
-    users = dict(connection.links.values_list("participant_id", "upstream_user_id"))
-    return {(users[p], u) for p, u in SleepSession.objects.filter(participant_id__in=users).values_list(
-        "participant_id", "upstream_id")}
+_truth, _stored = complete_nights, stored_nights
 
 
 @pytest.mark.django_db

@@ -9,13 +9,13 @@ from django.utils import timezone
 
 from analytics.models import SleepSession
 from integrations import sync_shards
-from integrations.models import Connection, ConnectionStatus, ParticipantLink, SyncRun, SyncRunStatus
+from integrations.models import Connection, ConnectionStatus, SyncRun, SyncRunStatus
 from integrations.providers.errors import UpstreamRateLimited, UpstreamUnavailable
 from integrations.simulators.server import start_in_thread
 from integrations.sync import connection_sync
 from integrations.sync_shards import shard_sync
 
-from ...factories import OrganizationFactory, ParticipantFactory
+from .conftest import complete_nights, linked_asleep_connection, stored_nights
 
 KEY = "shard-test-key"
 pytestmark = pytest.mark.django_db
@@ -31,27 +31,10 @@ def asleep_sim():
 def connection(asleep_sim, settings):
     settings.UPSTREAM_ALLOW_PRIVATE = True
     settings.SYNC_SHARD_MIN_LINKS, settings.SYNC_SHARDS = 4, 2
-    organization = OrganizationFactory()
-    connection = Connection.objects.create(
-        organization=organization, name="Asleep", provider="asleep", base_url=asleep_sim.url,
-        credentials={"api_key": KEY}, sync_interval=timedelta(hours=1),
-    )
-    for user in asleep_sim.add_users(count=6, nights=5):
-        ParticipantLink.objects.create(
-            organization=organization, connection=connection,
-            participant=ParticipantFactory(organization=organization), upstream_user_id=user["id"],
-        )
-    return connection
+    return linked_asleep_connection(asleep_sim, KEY, users=6, nights=5)
 
 
-def truth(sim) -> set[tuple[str, str]]:
-    return {(t["user_id"], t["upstream_id"]) for t in sim.truth()["sessions"] if t["state"] == "COMPLETE"}
-
-
-def stored(connection) -> set[tuple[str, str]]:
-    users = dict(connection.links.values_list("participant_id", "upstream_user_id"))
-    rows = SleepSession.objects.filter(participant_id__in=users).values_list("participant_id", "upstream_id")
-    return {(users[p], u) for p, u in rows}
+truth, stored = complete_nights, stored_nights
 
 
 def split(connection, task_id: str = "parent-task"):
