@@ -130,8 +130,11 @@ def upsert(
     # Django's cursors bind client-side (values interpolated into the SQL text, no binary
     # parameters): a plain psycopg cursor on the same connection (same transaction) binds
     # server-side. Not prepared: a prepared statement would not survive a transaction-
-    # pooling proxy, and planning this statement is cheap.
-    with Cursor(connection.connection) as cursor:
+    # pooling proxy, and planning this statement is cheap. Errors are wrapped as Django's
+    # (django.db.OperationalError, ...), as on Django's cursors, so the callers' handling of a
+    # dropped connection (the sync engine retries, T11) and Django's own bookkeeping
+    # (errors_occurred, so a broken connection is closed) apply to this statement too.
+    with connection.wrap_database_errors, Cursor(connection.connection) as cursor:
         for element, dumper in _DUMPERS.items():
             cursor.adapters.register_dumper(_ARRAY_CLASSES[element], dumper)
         cursor.execute(sql, params, prepare=False)

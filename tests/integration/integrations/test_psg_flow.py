@@ -132,7 +132,11 @@ def test_it_scores_an_uploaded_recording_with_usleep_through_a_real_worker(sims,
     assert requests.count(("GET", f"{stager}/prediction_status")) >= 2
     assert requests[-1] == ("DELETE", stager)
     assert usleep.truth()["sessions"] == []
-    assert recording.upstream_deleted_at is not None
+    # The clean-up runs after the completion commits: read the row again, give it a moment.
+    wait_for(
+        lambda: PsgRecording.objects.filter(pk=recording.pk, upstream_deleted_at__isnull=False).exists(),
+        timeout=10, what="the upstream deletion to be recorded",
+    )
 
 
 def test_it_scores_an_uploaded_recording_with_grand_challenge_through_a_real_worker(sims, psg_worker):

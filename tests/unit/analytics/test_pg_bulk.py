@@ -41,3 +41,23 @@ class BinaryArrayTests:
     def test_it_takes_dates_as_datetime64_days_too(self):
         days = np.array(["1970-01-01", "2026-10-25"], dtype="datetime64[D]")
         assert bytes(binary_array("date", days)) == _psycopg_binary([date(1970, 1, 1), date(2026, 10, 25)])
+
+
+@pytest.mark.django_db
+def test_a_failing_upsert_raises_djangos_error_like_the_orm():
+    """Callers catch django.db errors (the sync engine retries on OperationalError, T11)."""
+    from django.db import IntegrityError, connection
+
+    from analytics.models import SleepSession
+    from analytics.pg_bulk import upsert
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the binary upsert runs on PostgreSQL only")
+    with pytest.raises(IntegrityError):  # django.db's, not psycopg's
+        upsert(
+            SleepSession,
+            arrays={"participant": ("int8", binary_array("int8", np.array([10**9])))},
+            constants={"organization": 10**9},
+            conflict=["participant", "provider", "upstream_id"],
+            update=["content_hash"],
+        )
