@@ -158,7 +158,7 @@ def _nightly_frame_postgresql(queryset, *, include_naps: bool) -> pd.DataFrame:
     connection.ensure_connection()
     # Django's cursors bind client-side, which has no binary results: a plain psycopg cursor
     # on the same connection (same transaction) does.
-    with Cursor(connection.connection) as cursor:
+    with connection.wrap_database_errors, Cursor(connection.connection) as cursor:
         for type_name in ("int4", "int8", "float8"):
             cursor.adapters.register_loader(postgres.types[type_name].array_oid, _RawArrayLoader)
         cursor.execute(f"SELECT {aggregates} FROM ({sql}) AS nights", params, binary=True)
@@ -280,7 +280,7 @@ def cohort_nights(
         return frame.drop(columns=["is_nap", "is_main_sleep"])
     connection.ensure_connection()
     # Raw SQL (the table has no model), scoped by the organization's id as for_org would.
-    with Cursor(connection.connection) as cursor:
+    with connection.wrap_database_errors, Cursor(connection.connection) as cursor:
         cursor.execute(
             f"SELECT participant_id, nights, {', '.join(_COHORT_PACKED)} FROM analytics_cohortnights "
             "WHERE organization_id = %s AND quarter >= %s AND quarter <= %s",
