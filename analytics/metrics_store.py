@@ -4,14 +4,17 @@ The body of ``analytics.services.nightly_metrics_compute`` and of the metrics st
 ``sleep_sessions_upsert``. The sessions arrive as columns (``SessionColumns``): from the
 upsert that has just written them (nothing is read back), or from one ``values_list``
 query. Every step works on whole columns: metrics, night dates, local clock times,
-scores, the main-sleep decision and the rows. A batch costs three queries (participants,
-the stored nights around the batch's dates, the upsert), plus one UPDATE per direction
-only when a stored night gains or loses its main-sleep flag.
+scores, the main-sleep decision and the rows. A batch costs four queries (participants,
+the stored night dates of the batch's sessions, the stored nights around the batch's
+dates, the upsert), plus one UPDATE per direction only when a stored night gains or loses
+its main-sleep flag.
 
 The main sleep of each touched (participant, night date) is decided before the write,
 over the stored rivals plus the batch's nights, so the batch's rows are written with
 their final flag (settling after the write gave the same flags at the cost of two more
-statements, each firing the cohort triggers of analytics_nightlymetrics).
+statements, each firing the cohort triggers of analytics_nightlymetrics). Touched are the
+dates the batch's sessions land on and the dates a revised session leaves (its stored
+night date before the revision), where a rival may now be the main sleep.
 
 PostgreSQL gets the rows through ``analytics.pg_bulk`` (one binary array per column);
 other databases (SQLite in development and tests) through ``bulk_create``, from the same
@@ -22,11 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 import numpy as np
 import pandas as pd
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from analytics import pg_bulk
@@ -71,9 +75,11 @@ class SessionColumns:
 
 @dataclass(frozen=True)
 class _Nearby:
-    """Stored nights of the batch's people from 15 days before its first date to its last
-    (the batch's own sessions left out), one array or list per column."""
+    """Stored nights of the batch's people from 15 days before its first date to its last,
+    and on the dates the batch's sessions leave (the batch's own sessions left out), one
+    array or list per column."""
 
+    in_window: np.ndarray  # bool: inside the 15-day window (a candidate for score history)
     session_id: np.ndarray
     participant_id: np.ndarray
     night_date: np.ndarray  # datetime.date objects
@@ -122,10 +128,11 @@ def nightly_metrics_store(*, organization: Organization, sessions: SessionColumn
     night_dates = nights["night_date"].to_numpy()
     is_nap = nights["is_nap"].to_numpy()
 
-    nearby = _nearby_nights(organization, participant_ids, night_dates, ids)
+    left = _dates_left(organization, ids, participant_ids, night_dates)
+    nearby = _nearby_nights(organization, participant_ids, night_dates, ids, left)
     scores = _scores(organization, metrics, nights, clocks, participant_ids, nearby, people)
     tib_min = metrics["tib_min"].to_numpy()
-    is_main, flips = _main_sleep(nearby, participant_ids, nights, tib_min, starts)
+    is_main, flips = _main_sleep(nearby, left, participant_ids, nights, tib_min, starts)
 
     columns = {
         "session_id": ids,
@@ -159,24 +166,44 @@ def _participants(organization, participant_ids: list[int]) -> dict[int, tuple[s
     return {pk: (tz, birth_year) for pk, tz, birth_year in rows}
 
 
+def _dates_left(organization, ids, participant_ids, night_dates) -> set[tuple[int, date]]:
+    """(participant id, night date) pairs the batch's sessions were stored on and leave.
+
+    A revision that moves a session to another night date leaves its old date to its
+    rivals: that date's main sleep must be decided again.
+    """
+    arriving = set(zip(participant_ids.tolist(), night_dates.tolist(), strict=True))
+    stored = (
+        NightlyMetrics.objects.for_org(organization)
+        .filter(session_id__in=ids.tolist(), night_date__isnull=False)
+        .values_list("participant_id", "night_date")
+    )
+    return set(stored) - arriving
+
+
 _NEARBY_FIELDS = ("session_id", "participant_id", "night_date", "is_nap", "is_main_sleep",
                   "tib_min", "session__start", "tst_min", "bedtime_local", "midsleep_local")
 
 
-def _nearby_nights(organization, participant_ids, night_dates, ids) -> _Nearby:
-    """One read for two uses: the scores' history and each touched date's main-sleep rivals."""
+def _nearby_nights(organization, participant_ids, night_dates, ids, left) -> _Nearby:
+    """One read for two uses: the scores' history and each touched date's main-sleep rivals
+    (``left``: the (participant, date) pairs the batch's sessions leave)."""
+    first, last = min(night_dates) - timedelta(days=SCORE_HISTORY_DAYS), max(night_dates)
+    where = Q(participant_id__in=np.unique(participant_ids).tolist(), night_date__gte=first,
+              night_date__lte=last)
+    if left:
+        # Narrowed to the exact pairs in _main_sleep.
+        where |= Q(participant_id__in={p for p, _ in left}, night_date__in={d for _, d in left})
     rows = list(
         NightlyMetrics.objects.for_org(organization)
-        .filter(
-            participant_id__in=np.unique(participant_ids).tolist(),
-            night_date__gte=min(night_dates) - timedelta(days=SCORE_HISTORY_DAYS),
-            night_date__lte=max(night_dates),
-        )
+        .filter(where)
         .exclude(session_id__in=ids.tolist())
         .values_list(*_NEARBY_FIELDS)
     )
     data = list(zip(*rows, strict=True)) if rows else [()] * len(_NEARBY_FIELDS)
+    days = np.asarray(data[2], dtype="datetime64[D]")
     return _Nearby(
+        in_window=(days >= np.datetime64(first, "D")) & (days <= np.datetime64(last, "D")),
         session_id=np.asarray(data[0], dtype=np.int64),
         participant_id=np.asarray(data[1], dtype=np.int64),
         night_date=np.asarray(data[2], dtype=object),
@@ -191,10 +218,18 @@ def _nearby_nights(organization, participant_ids, night_dates, ids) -> _Nearby:
 
 
 def _minutes_past_midnight(values: list) -> np.ndarray:
+    """Stored clock times (datetime.time or None) -> minutes past midnight, with seconds."""
     return np.fromiter(
         (np.nan if v is None else v.hour * 60 + v.minute + v.second / 60 for v in values),
         dtype=float, count=len(values),
     )
+
+
+def _seconds_to_minutes(seconds: np.ndarray) -> np.ndarray:
+    """Seconds past midnight (NaN kept) -> minutes, in the same float steps as
+    ``_minutes_past_midnight`` (hour * 60 + minute, plus second / 60): a night scores the
+    same from the batch as from the store."""
+    return np.floor_divide(seconds, 60) + np.mod(seconds, 60) / 60
 
 
 def _scores(organization, metrics, nights, clocks, participant_ids, nearby: _Nearby,
@@ -203,10 +238,10 @@ def _scores(organization, metrics, nights, clocks, participant_ids, nearby: _Nea
 
     History: the stored main sleeps (not naps) of the batch's people in the window read by
     ``_nearby_nights``, before this batch is written; then the batch's nights. Clock times
-    in minutes past midnight: stored times with their seconds, the batch's bedtime in
-    whole minutes of its local start (as it has always been computed).
+    in minutes past midnight with their seconds on both sides (the stored times carry
+    seconds), so a night's score does not depend on how the nights were batched.
     """
-    history = nearby.is_main_sleep & ~nearby.is_nap
+    history = nearby.in_window & nearby.is_main_sleep & ~nearby.is_nap
     n_hist = int(history.sum())
     past = np.flatnonzero(history).tolist()
 
@@ -215,17 +250,16 @@ def _scores(organization, metrics, nights, clocks, participant_ids, nearby: _Nea
             history_values = np.full(n_hist, np.nan)
         return np.concatenate([history_values, batch_values])
 
-    midsleep = clocks["midsleep_local"]
     n1, n2, n3, rem = (metrics[c].to_numpy() for c in ("n1_min", "n2_min", "n3_min", "rem_min"))
     combined = pd.DataFrame({
         "participant_id": np.concatenate([nearby.participant_id[history], participant_ids]),
         "night_date": np.concatenate([nearby.night_date[history], nights["night_date"].to_numpy()]),
         "bedtime_local": stacked(
-            np.floor_divide(clocks["bedtime_local"], 60),  # = hour * 60 + minute
+            _seconds_to_minutes(clocks["bedtime_local"]),
             _minutes_past_midnight([nearby.bedtime_local[i] for i in past]),
         ),
         "midsleep_local": stacked(
-            np.floor_divide(midsleep, 60) + np.mod(midsleep, 60) / 60,
+            _seconds_to_minutes(clocks["midsleep_local"]),
             _minutes_past_midnight([nearby.midsleep_local[i] for i in past]),
         ),
         "tst_min": stacked(metrics["tst_min"].to_numpy(), nearby.tst_min[history]),
@@ -246,15 +280,16 @@ def _scores(organization, metrics, nights, clocks, participant_ids, nearby: _Nea
     return {name: scored[name].to_numpy()[n_hist:] for name in SCORE_COLUMNS}
 
 
-def _main_sleep(nearby: _Nearby, participant_ids, nights, tib_min, starts):
+def _main_sleep(nearby: _Nearby, left, participant_ids, nights, tib_min, starts):
     """The batch's main-sleep flags, and the stored rivals whose flag changes.
 
-    Decided over every stored night of each (participant, night date) the batch touches
-    plus the batch's nights: what settling the dates after the write decided. Returns
-    (flags in batch order, {True: session ids to set, False: session ids to clear}).
+    Decided over every stored night of each (participant, night date) the batch touches,
+    the dates its sessions arrive on and those they leave (``left``), plus the batch's
+    nights: what settling the dates after the write decided. Returns (flags in batch
+    order, {True: session ids to set, False: session ids to clear}).
     """
     night_dates = nights["night_date"].to_numpy()
-    touched = set(zip(participant_ids.tolist(), night_dates.tolist(), strict=True))
+    touched = set(zip(participant_ids.tolist(), night_dates.tolist(), strict=True)) | left
     stored = zip(nearby.participant_id.tolist(), nearby.night_date.tolist(), strict=True)
     rivals = [i for i, key in enumerate(stored) if key in touched]
     # The batch's night dates as days, as assign_night_dates derived them from local_end.

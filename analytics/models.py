@@ -12,8 +12,10 @@ from tenants.scoping import OrgScopedManager
 from .storage import exports_storage
 
 # Bump when a metric definition changes; `python manage.py recompute_metrics` rebuilds
-# rows computed with an older version.
-METRICS_VERSION = 1
+# rows computed with an older version. 2: a night's own bedtime counts its seconds in the
+# timing-regularity score, as the stored history always did (scores no longer depend on
+# how nights were batched); a session moved to another night date re-settles the old one.
+METRICS_VERSION = 2
 
 
 class Provider(models.TextChoices):

@@ -84,6 +84,30 @@ class SleepSessionsUpsertTests:
         flags = dict(NightlyMetrics.objects.values_list("session__upstream_id", "is_main_sleep"))
         assert flags == {"a": False, "b": True}
 
+    @pytest.mark.parametrize("direction", [1, -1])
+    def test_it_settles_the_date_a_revised_session_moves_away_from(self, direction):
+        participant = ParticipantFactory()
+        org = participant.organization
+        # Both wake up on 2 March in Berlin: a's 8 h night is the main sleep, b's 2 h morning
+        # sleep (from 09:00, before the nap window) is not.
+        a = _night("a", datetime(2026, 3, 1, 22, tzinfo=UTC), [2] * 960)
+        b = _night("b", datetime(2026, 3, 2, 8, tzinfo=UTC), [2] * 240)
+        sleep_sessions_upsert(organization=org, records=[(participant.pk, a, "1"), (participant.pk, b, "1")])
+        assert self._main_sleeps(org) == {"a": (date(2026, 3, 2), True), "b": (date(2026, 3, 2), False)}
+
+        # The upstream revises a: it now wakes up a day later (or earlier), b is left alone on 2 March.
+        moved = replace(a, start=a.start + timedelta(days=direction), end=a.end + timedelta(days=direction))
+        sleep_sessions_upsert(organization=org, records=[(participant.pk, moved, "2")])
+        assert self._main_sleeps(org) == {
+            "a": (date(2026, 3, 2) + timedelta(days=direction), True),
+            "b": (date(2026, 3, 2), True),
+        }
+
+    @staticmethod
+    def _main_sleeps(org) -> dict[str, tuple[date, bool]]:
+        rows = NightlyMetrics.objects.for_org(org).values_list("session__upstream_id", "night_date", "is_main_sleep")
+        return {upstream_id: (night_date, is_main) for upstream_id, night_date, is_main in rows}
+
     def test_it_recomputes_in_a_constant_number_of_queries(self):
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
@@ -129,15 +153,17 @@ def _varied_night(rng, sleep_epochs: int) -> np.ndarray:
     return np.concatenate([onset, sleep, np.zeros(int(rng.integers(2, 20)), dtype=np.int8)])
 
 
-def _mixed_records(rng) -> dict[str, list[Record]]:
+def _mixed_records(rng, seconds: bool = False) -> dict[str, list[Record]]:
     """Three weeks of two people's sleeps with the cases the store must decide: a nap, two
-    sleeps ending on one date, a night without sleep, a DST change, 20-second epochs."""
+    sleeps ending on one date, a night without sleep, a DST change, 20-second epochs; with
+    ``seconds``, start times off the whole minute."""
     records = {"a": [], "b": []}
     for day in range(21):
         evening = datetime(2026, 3, 15, 21, tzinfo=UTC) + timedelta(days=day)
         for person, epoch in (("a", 30), ("b", 20)):
-            # Whole minutes: the batch scores its own bedtimes in whole minutes (see _scores).
             start = evening + timedelta(minutes=int(rng.integers(0, 150)))
+            if seconds:
+                start += timedelta(seconds=int(rng.integers(1, 60)))
             epochs = int(rng.integers(6, 9) * 3600 / epoch)
             stages = _varied_night(rng, epochs)
             if person == "a" and day == 9:
@@ -168,9 +194,10 @@ class NightlyMetricsBatchTests:
     """One upsert of many nights (history and main-sleep rivals taken from the batch) must
     store exactly what storing the same nights one call each, in order, stores."""
 
-    def test_it_stores_what_a_night_by_night_computation_stores(self):
+    @pytest.mark.parametrize("seconds", [False, True], ids=["whole minutes", "with seconds"])
+    def test_it_stores_what_a_night_by_night_computation_stores(self, seconds):
         rng = np.random.default_rng(20260315)
-        records = _mixed_records(rng)
+        records = _mixed_records(rng, seconds)
         # Then revised: b's short sleep grows past its date's main sleep; a night is rescored.
         short, night = records["b"][-1], records["a"][12]
         longer = _varied_night(rng, 1500)  # 500 min of sleep at 20-s epochs
