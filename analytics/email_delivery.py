@@ -248,6 +248,28 @@ def _send_one(claim: Claim, message, connection, outcome: SendOutcome, recipient
     outcome.sent += 1
 
 
+def _send_each(recipients: list, outcome: SendOutcome, *, claim, message) -> None:
+    """One message per recipient over one SMTP connection, each claimed first (None: skipped).
+
+    The connection opens before anything is claimed (a refusal fails the task, which retries);
+    once it is lost, the recipients not yet tried go back in ``outcome.retry_ids``.
+    """
+    connection = get_connection(fail_silently=False)
+    connection.open()
+    try:
+        for index, recipient in enumerate(recipients):
+            if outcome.connection_lost:
+                outcome.retry_ids.extend(r.pk for r in recipients[index:])
+                break
+            row = claim(recipient)
+            if row is None:
+                outcome.skipped += 1
+                continue
+            _send_one(row, message(recipient, connection), connection, outcome, recipient.pk)
+    finally:
+        connection.close()
+
+
 def weekly_participant_emails_send(
     *, organization_id: int, iso_year: int, iso_week: int, participant_ids: list[int], token: str
 ) -> SendOutcome:
@@ -263,27 +285,19 @@ def weekly_participant_emails_send(
     weeks = emails.participant_weeks(
         organization=organization, iso_year=iso_year, iso_week=iso_week, participant_ids=[p.pk for p in people]
     )
-    connection = get_connection(fail_silently=False)
-    connection.open()  # fails (and the task retries) before anything is claimed
-    try:
-        for index, person in enumerate(people):
-            if outcome.connection_lost:
-                outcome.retry_ids.extend(p.pk for p in people[index:])
-                break
-            if int(weeks.summary.loc[person.pk, "nights"]) == 0:
-                outcome.skipped += 1
-                continue
-            claim = digest_claim(organization_id=organization.pk, iso_year=iso_year, iso_week=iso_week, token=token,
-                                 participant_id=person.pk)
-            if claim is None:
-                outcome.skipped += 1
-                continue
-            message = emails.build_participant_message(
-                organization=organization, participant=person, weeks=weeks, connection=connection
-            )
-            _send_one(claim, message, connection, outcome, person.pk)
-    finally:
-        connection.close()
+
+    def claim(person):
+        if int(weeks.summary.loc[person.pk, "nights"]) == 0:
+            return None  # no nights this week: no e-mail
+        return digest_claim(organization_id=organization.pk, iso_year=iso_year, iso_week=iso_week, token=token,
+                            participant_id=person.pk)
+
+    _send_each(
+        people, outcome, claim=claim,
+        message=lambda person, connection: emails.build_participant_message(
+            organization=organization, participant=person, weeks=weeks, connection=connection
+        ),
+    )
     logger.info(
         "weekly participant emails org=%s week=%s sent=%s skipped=%s failed=%s unknown=%s retry=%s",
         organization_id, emails.week_label(iso_year, iso_week), outcome.sent, outcome.skipped, outcome.failed,
@@ -305,25 +319,15 @@ def weekly_admin_digests_send(
     if not admins:
         return outcome
     row = emails.organization_week(organization=organization, iso_year=iso_year, iso_week=iso_week)
-    connection = get_connection(fail_silently=False)
-    connection.open()
-    try:
-        for index, membership in enumerate(admins):
-            if outcome.connection_lost:
-                outcome.retry_ids.extend(m.pk for m in admins[index:])
-                break
-            claim = digest_claim(organization_id=organization.pk, iso_year=iso_year, iso_week=iso_week, token=token,
-                                 membership_id=membership.pk)
-            if claim is None:
-                outcome.skipped += 1
-                continue
-            message = emails.build_admin_message(
-                organization=organization, membership=membership, email=membership.user.email, row=row,
-                connection=connection,
-            )
-            _send_one(claim, message, connection, outcome, membership.pk)
-    finally:
-        connection.close()
+    _send_each(
+        admins, outcome,
+        claim=lambda membership: digest_claim(organization_id=organization.pk, iso_year=iso_year,
+                                              iso_week=iso_week, token=token, membership_id=membership.pk),
+        message=lambda membership, connection: emails.build_admin_message(
+            organization=organization, membership=membership, email=membership.user.email, row=row,
+            connection=connection,
+        ),
+    )
     logger.info(
         "weekly admin digests org=%s week=%s sent=%s skipped=%s failed=%s unknown=%s retry=%s",
         organization_id, emails.week_label(iso_year, iso_week), outcome.sent, outcome.skipped, outcome.failed,

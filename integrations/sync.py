@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
 from django.db.models import F, Q
+from django.db.models.functions import Mod
 from django.utils import timezone
 
 from analytics.services import sleep_sessions_unchanged, sleep_sessions_upsert
@@ -252,7 +253,9 @@ def _finish(run: SyncRun, status: str, counts: dict, error: str = "") -> None:
 def connection_links(connection: Connection, shard: int = 0, shards: int = 1) -> list[ParticipantLink]:
     """The connection's links in pk order; with ``shards``, those of one shard (pk mod shards)."""
     links = ParticipantLink.objects.for_org(connection.organization).filter(connection=connection)
-    return [link for link in links.order_by("pk") if shards <= 1 or link.pk % shards == shard]
+    if shards > 1:
+        links = links.alias(shard=Mod("pk", shards)).filter(shard=shard)
+    return list(links.order_by("pk"))
 
 
 def links_sync(
