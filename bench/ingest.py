@@ -17,7 +17,8 @@ records it holds, it does not synthesize them per request (--no-warm measures th
      raw HTTP/1.1 keep-alive, --ceiling-concurrency connections), no database: what the
      simulator can serve (httpx itself costs as much CPU per request as the simulator); the
      time counted is the time spent waiting for answers, not reading them;
-  2. sync: every connection synced by the worker, from enqueue to the last committed run;
+  2. sync: every connection due at once and synced by the worker, from the scheduler tick
+     that hands them out (as beat does) to the last committed run;
      requests counted by the simulator; peak RSS of all worker processes sampled from /proc;
   3. re-sync: the same again with nothing changed upstream;
   4. naive: one request and one ORM save() (and one metrics call) per session, in this
@@ -336,8 +337,10 @@ def ceiling(provider: str, sim, connections, concurrency: int) -> dict:
 def sync_all(connections, worker: Worker, sim, *, timeout: float) -> dict:
     from django.db.models import Sum
 
+    from django.utils import timezone
+
     from config.celery_app import app
-    from integrations.models import SyncRun, SyncRunStatus
+    from integrations.models import Connection, SyncRun, SyncRunStatus
 
     ids = [c.pk for c in connections]
     sim_clear_log(sim)
@@ -345,8 +348,10 @@ def sync_all(connections, worker: Worker, sim, *, timeout: float) -> dict:
     worker.reset_peak()
     since = datetime.now(UTC)
     started = time.perf_counter()
-    for connection_id in ids:
-        app.send_task("integrations.sync_connection", args=[connection_id], queue=QUEUE)
+    # As beat does: the connections fall due and one scheduler tick hands them out (small
+    # ones in batches, integrations/sync_batch.py), to the queue the tick came from.
+    Connection.objects.filter(pk__in=ids).update(next_sync_at=timezone.now())
+    app.send_task("integrations.schedule_due_syncs", queue=QUEUE)
     runs = SyncRun.objects.filter(connection_id__in=ids, started_at__gte=since)
     deadline = time.monotonic() + timeout
     while True:

@@ -138,7 +138,11 @@ def shard_count(links: int) -> int:
 
 def _fail_stale_runs(connection_id: int) -> int:
     """Right after taking the lease: runs still "running" belong to attempts that lost it."""
-    return SyncRun.objects.filter(connection_id=connection_id, status=SyncRunStatus.RUNNING).update(
+    return _fail_stale_runs_of([connection_id])
+
+
+def _fail_stale_runs_of(connection_ids: list[int]) -> int:
+    return SyncRun.objects.filter(connection_id__in=connection_ids, status=SyncRunStatus.RUNNING).update(
         status=SyncRunStatus.FAILED,
         finished_at=timezone.now(),
         error="attempt lost: worker died or lease expired",
@@ -278,9 +282,60 @@ def links_sync(
             ahead, threads = _setting("SYNC_FETCH_AHEAD_PAGES"), fetch_links()
             adapter.concurrency = http_concurrency()
         with PageFetcher(adapter, links, max_pages=ahead, threads=threads) as fetcher:
-            for batch in fetcher.batches(_setting("SYNC_COMMIT_SESSIONS")):
-                for name, value in _commit_pages(connection, run, batch, token, idle).items():
-                    counts[name] += value
+            fetched_commit(connection, run, token, fetcher, idle=idle, counts=counts)
+
+
+def fetched_commit(
+    connection: Connection, run: SyncRun, token: uuid.UUID, fetcher: PageFetcher, *, idle: Untouched, counts: dict
+) -> None:
+    """Commit the pages ``fetcher`` hands over, in groups, under the lease; raises what it raises."""
+    for batch in fetcher.batches(_setting("SYNC_COMMIT_SESSIONS")):
+        for name, value in _commit_pages(connection, run, batch, token, idle).items():
+            counts[name] += value
+
+
+def attempt_failed(connection: Connection, run: SyncRun, counts: dict, exc: BaseException) -> SyncOutcome | None:
+    """Record how an attempt that raised ``exc`` ended (its run, the connection's state) and
+    say what happened; None for an unexpected error, recorded as internal (re-raise it)."""
+    now = timezone.now
+    if isinstance(exc, LeaseLost):
+        _finish(run, SyncRunStatus.FAILED, counts, "lease lost to a newer attempt")
+        return SyncOutcome("failed", run.pk, counts=counts)
+    if isinstance(exc, UpstreamRateLimited):
+        _finish(run, SyncRunStatus.DEFERRED, counts, f"rate limited: retry after {exc.retry_after:.0f}s")
+        Connection.objects.filter(pk=connection.pk).update(
+            next_sync_at=now() + timedelta(seconds=exc.retry_after), last_error="rate limited"
+        )
+        return SyncOutcome("deferred", run.pk, retry_after=exc.retry_after, counts=counts)
+    if isinstance(exc, UpstreamAuthFailed):
+        if _credentials_replaced(connection):
+            # Rotated while this attempt still used the old ones (T13): the new credentials
+            # were not refused. Retry soon, with them.
+            _finish(run, SyncRunStatus.FAILED, counts, "credentials replaced during the sync")
+            return SyncOutcome("failed", run.pk, transient=True, counts=counts)
+        _finish(run, SyncRunStatus.FAILED, counts, "credentials refused")
+        Connection.objects.filter(pk=connection.pk).update(
+            status=ConnectionStatus.NEEDS_ATTENTION, last_error="credentials refused by the upstream"
+        )
+        return SyncOutcome("failed", run.pk, counts=counts)
+    if isinstance(exc, UpstreamError):
+        _finish(run, SyncRunStatus.FAILED, counts, f"{type(exc).__name__}")
+        Connection.objects.filter(pk=connection.pk).update(last_error=type(exc).__name__)
+        return SyncOutcome("failed", run.pk, transient=not exc.permanent, counts=counts)
+    if isinstance(exc, SoftTimeLimitExceeded):
+        # The task's time is up (a slow or flaky upstream). Committed pages stay and the
+        # cursors moved with them, so a retry resumes where this attempt stopped.
+        _finish(run, SyncRunStatus.FAILED, counts, "time limit reached")
+        return SyncOutcome("failed", run.pk, transient=True, counts=counts)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database dropped us (a restart, a failover, a killed backend; T11): the page in
+        # flight rolled back whole, its cursor with it. Record it on a fresh connection and
+        # let the task retry; re-raising would ack the message and lose the sync.
+        db_connection.close_if_unusable_or_obsolete()
+        _finish(run, SyncRunStatus.FAILED, counts, "database connection lost")
+        return SyncOutcome("failed", run.pk, transient=True, counts=counts)
+    _finish(run, SyncRunStatus.FAILED, counts, "internal error")
+    return None
 
 
 def connection_sync(*, connection_id: int, task_id: str = "") -> SyncOutcome:
@@ -356,45 +411,11 @@ def connection_sync(*, connection_id: int, task_id: str = "") -> SyncOutcome:
                 lease_expires_at=None,
             )
             released = True
-    except LeaseLost:
-        _finish(run, SyncRunStatus.FAILED, counts, "lease lost to a newer attempt")
-        return SyncOutcome("failed", run.pk, counts=counts)
-    except UpstreamRateLimited as exc:
-        _finish(run, SyncRunStatus.DEFERRED, counts, f"rate limited: retry after {exc.retry_after:.0f}s")
-        Connection.objects.filter(pk=connection_id).update(
-            next_sync_at=now() + timedelta(seconds=exc.retry_after), last_error="rate limited"
-        )
-        return SyncOutcome("deferred", run.pk, retry_after=exc.retry_after, counts=counts)
-    except UpstreamAuthFailed:
-        if _credentials_replaced(connection):
-            # Rotated while this attempt still used the old ones (T13): the new credentials
-            # were not refused. Retry soon, with them.
-            _finish(run, SyncRunStatus.FAILED, counts, "credentials replaced during the sync")
-            return SyncOutcome("failed", run.pk, transient=True, counts=counts)
-        _finish(run, SyncRunStatus.FAILED, counts, "credentials refused")
-        Connection.objects.filter(pk=connection_id).update(
-            status=ConnectionStatus.NEEDS_ATTENTION, last_error="credentials refused by the upstream"
-        )
-        return SyncOutcome("failed", run.pk, counts=counts)
-    except UpstreamError as exc:
-        _finish(run, SyncRunStatus.FAILED, counts, f"{type(exc).__name__}")
-        Connection.objects.filter(pk=connection_id).update(last_error=type(exc).__name__)
-        return SyncOutcome("failed", run.pk, transient=not exc.permanent, counts=counts)
-    except SoftTimeLimitExceeded:
-        # The task's time is up (a slow or flaky upstream). Committed pages stay and the
-        # cursors moved with them, so a retry resumes where this attempt stopped.
-        _finish(run, SyncRunStatus.FAILED, counts, "time limit reached")
-        return SyncOutcome("failed", run.pk, transient=True, counts=counts)
-    except (OperationalError, InterfaceError):
-        # The database dropped us (a restart, a failover, a killed backend; T11): the page in
-        # flight rolled back whole, its cursor with it. Record it on a fresh connection and
-        # let the task retry; re-raising would ack the message and lose the sync.
-        db_connection.close_if_unusable_or_obsolete()
-        _finish(run, SyncRunStatus.FAILED, counts, "database connection lost")
-        return SyncOutcome("failed", run.pk, transient=True, counts=counts)
-    except BaseException:
-        _finish(run, SyncRunStatus.FAILED, counts, "internal error")
-        raise
+    except BaseException as exc:
+        outcome = attempt_failed(connection, run, counts, exc)
+        if outcome is None:
+            raise
+        return outcome
     finally:
         if not released:
             lease_release(connection_id, token)
@@ -407,20 +428,40 @@ def connection_sync(*, connection_id: int, task_id: str = "") -> SyncOutcome:
     return SyncOutcome("succeeded", run.pk, counts=counts)
 
 
-def due_connection_ids(*, limit: int = 500) -> list[int]:
-    """Claim connections whose next_sync_at has passed, moving it on so a second beat skips them."""
+def due_connection_ids(*, limit: int = 500, chunks: int = 20) -> list[int]:
+    """Claim connections whose next_sync_at has passed, moving it on so a second beat skips them.
+
+    In chunks of ``limit``, each its own short transaction, until none is left (at most
+    ``chunks``: a backlog bigger than that waits for the next tick). On PostgreSQL a chunk is
+    claimed with FOR UPDATE SKIP LOCKED and one UPDATE; elsewhere row by row, each a
+    conditional UPDATE. Either way only one scheduler wins each connection (two beats are safe).
+    """
+    ids: list[int] = []
+    for _ in range(chunks):
+        claimed = _due_chunk_claim(limit)
+        ids += claimed
+        if len(claimed) < limit:
+            break
+    return ids
+
+
+def _due_chunk_claim(limit: int) -> list[int]:
     now = timezone.now()
     claim_until = now + timedelta(seconds=lease_seconds())
-    ids = []
+    due = (
+        Connection.objects.filter(status=ConnectionStatus.ACTIVE, next_sync_at__lte=now)
+        .exclude(provider__in=["usleep", "grand_challenge", "import"])
+        .order_by("next_sync_at")
+    )
     with transaction.atomic():
-        due = (
-            Connection.objects.filter(status=ConnectionStatus.ACTIVE, next_sync_at__lte=now)
-            .exclude(provider__in=["usleep", "grand_challenge", "import"])
-            .order_by("next_sync_at")
-            .values_list("pk", flat=True)[:limit]
-        )
-        for connection_id in list(due):
-            # Conditional UPDATE: only one scheduler wins each connection (two beats are safe).
+        if db_connection.features.has_select_for_update_skip_locked:
+            # Rows another beat is claiming are skipped; those we lock stay due until we commit.
+            ids = list(due.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
+            Connection.objects.filter(pk__in=ids).update(next_sync_at=claim_until)
+            return ids
+        ids = []
+        for connection_id in list(due.values_list("pk", flat=True)[:limit]):
+            # Conditional UPDATE: only one scheduler wins each connection.
             if Connection.objects.filter(pk=connection_id, next_sync_at__lte=now).update(next_sync_at=claim_until):
                 ids.append(connection_id)
-    return ids
+        return ids

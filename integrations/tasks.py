@@ -40,15 +40,52 @@ def max_countdown_seconds() -> float:
     return float(max(0, min(MAX_COUNTDOWN_SECONDS, visibility_timeout - settings.CELERY_TASK_TIME_LIMIT)))
 
 
-@shared_task(name="integrations.schedule_due_syncs", acks_late=False, time_limit=60, soft_time_limit=50)
-def schedule_due_syncs_task() -> int:
-    """Beat, every minute: enqueue a sync for each connection whose next_sync_at has passed."""
-    from .sync import due_connection_ids
+def _queue_of(task) -> str | None:
+    """The queue a task's message came from: the work it queues follows it (a deployment may
+    route syncs apart)."""
+    return (task.request.delivery_info or {}).get("routing_key") or None
 
+
+@shared_task(bind=True, name="integrations.schedule_due_syncs", acks_late=False, time_limit=60, soft_time_limit=50)
+def schedule_due_syncs_task(self) -> int:
+    """Beat, every minute: enqueue a sync for each connection whose next_sync_at has passed;
+    small connections in batches (integrations/sync_batch.py), the others one task each."""
+    from .sync import due_connection_ids
+    from .sync_batch import sync_plan
+
+    queue = _queue_of(self)
     ids = due_connection_ids()
-    for connection_id in ids:
-        sync_connection_task.delay(connection_id)
+    singles, batches = sync_plan(ids)
+    for connection_id in singles:
+        sync_connection_task.apply_async(args=[connection_id], queue=queue)
+    for batch in batches:
+        sync_connections_task.apply_async(args=[batch], queue=queue)
     return len(ids)
+
+
+@shared_task(bind=True, name="integrations.sync_connections", max_retries=MAX_RETRIES)
+def sync_connections_task(self, connection_ids: list[int]) -> dict[str, int]:
+    """A batch of small connections (integrations/sync_batch.py). A connection worth retrying
+    soon gets a task of its own; a database fault in the batch's bookkeeping retries the batch
+    (the connections it synced already are skipped)."""
+    from django.db import InterfaceError, OperationalError
+    from django.db import connection as db_connection
+
+    from .sync_batch import connections_sync
+
+    limit = max_countdown_seconds()
+    try:
+        outcome = connections_sync(connection_ids=connection_ids, task_id=self.request.id or "", max_countdown=limit)
+    except (OperationalError, InterfaceError):
+        db_connection.close_if_unusable_or_obsolete()
+        if self.request.retries < self.max_retries:
+            raise self.retry(countdown=min(_backoff(self.request.retries), limit)) from None
+        raise
+    queue = _queue_of(self)
+    for connection_id, wait in outcome.retry:
+        countdown = _backoff(0) if wait is None else wait + random.uniform(0, 1)
+        sync_connection_task.apply_async(args=[connection_id], countdown=min(countdown, limit), queue=queue)
+    return outcome.summary()
 
 
 @shared_task(bind=True, name="integrations.sync_connection", max_retries=MAX_RETRIES)
@@ -60,7 +97,7 @@ def sync_connection_task(self, connection_id: int) -> str:
     if outcome.status == "sharded":
         # A big connection: one task per shard, so every pool process takes part (sync_shards).
         # Shards go to the queue their sync came from (a deployment may route syncs apart).
-        queue = (self.request.delivery_info or {}).get("routing_key") or None
+        queue = _queue_of(self)
         for shard in outcome.shards:
             sync_connection_shard_task.apply_async(
                 args=[connection_id, outcome.run_id, outcome.token, shard], queue=queue

@@ -382,6 +382,13 @@ SYNC_PIPELINE_MIN_LINKS = env.int("SYNC_PIPELINE_MIN_LINKS", default=50)
 # (integrations/sync_shards.py): match SYNC_SHARDS to the worker's pool size.
 SYNC_SHARD_MIN_LINKS = env.int("SYNC_SHARD_MIN_LINKS", default=200)
 SYNC_SHARDS = env.int("SYNC_SHARDS", default=2)
+# Beat hands connections of at most SYNC_BATCH_MAX_LINKS links (a person's own account) out
+# SYNC_BATCH_CONNECTIONS to a task (integrations/sync_batch.py); a batch fetches
+# SYNC_BATCH_FETCH_CONNECTIONS connections at once, each SYNC_BATCH_AHEAD_PAGES pages ahead.
+SYNC_BATCH_MAX_LINKS = env.int("SYNC_BATCH_MAX_LINKS", default=4)
+SYNC_BATCH_CONNECTIONS = env.int("SYNC_BATCH_CONNECTIONS", default=25)
+SYNC_BATCH_FETCH_CONNECTIONS = env.int("SYNC_BATCH_FETCH_CONNECTIONS", default=1)
+SYNC_BATCH_AHEAD_PAGES = env.int("SYNC_BATCH_AHEAD_PAGES", default=1)
 # Upstream base URLs on loopback/private networks are refused unless allowed (SSRF guard).
 # The local demo and the tests talk to simulators on 127.0.0.1.
 UPSTREAM_ALLOW_PRIVATE = env.bool("UPSTREAM_ALLOW_PRIVATE", default=False)

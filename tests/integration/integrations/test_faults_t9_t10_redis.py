@@ -170,11 +170,12 @@ class RedisWipedTests:
     def test_beat_rederives_the_lost_work_from_next_sync_at(self, beddit_sim, redis_server, start_worker, tmp_path):
         _, connections = linked_beddit_org(beddit_sim, users=10, nights=4)
         beddit_sim.arm_barrier(1)  # the first sync holds; the other nine wait in the queue
-        start_worker("t10", **FAST)
+        # Batches of one connection (integrations/sync_batch.py): ten messages, as beat sends them.
+        start_worker("t10", **FAST, SYNC_BATCH_CONNECTIONS=1)
         with celery_beat(broker_url=redis_server.url, folder=tmp_path, SYNC_SCHEDULER_SECONDS=SCHEDULER_SECONDS):
             assert beddit_sim.wait_barrier(1, timeout=30)
             queued = wait_for(
-                lambda: [m for m in broker_messages(redis_server.url) if m["task"] == "integrations.sync_connection"]
+                lambda: [m for m in broker_messages(redis_server.url) if m["task"] == "integrations.sync_connections"]
                 if len(broker_messages(redis_server.url)) >= 10 else None,
                 timeout=10, what="ten sync messages in the broker",
             )

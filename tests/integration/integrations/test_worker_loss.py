@@ -6,6 +6,9 @@ mid-page ends EXACT on a later attempt, and the dead attempt's SyncRun ends fail
 - T6: SIGKILL the whole worker (main + child). Nothing acks or requeues: the message stays in
   Redis's ``unacked`` hash until a fresh worker's start-up sweep restores it after the
   visibility timeout.
+- T5, batch variant: a batch of one-link connections (integrations/sync_batch.py) cut off
+  mid-way. The requeued copy finds every lease held by its own dead attempt and makes those
+  connections due the moment the leases expire; beat syncs them then.
 - T6, paused variant: a worker frozen (SIGSTOP) past its lease comes back after another
   attempt took over and finished; its page commit is refused by the lease (fencing) check,
   so the link rows keep what the newer attempt wrote.
@@ -17,6 +20,8 @@ import time
 
 import pytest
 
+from kombu import Connection as BrokerConnection
+
 from integrations.models import ParticipantLink, SyncRun, SyncRunStatus
 
 from ..conftest import wait_for
@@ -25,6 +30,7 @@ from .conftest import (
     assert_exact,
     broker_messages,
     linked_asleep_org,
+    linked_beddit_org,
     request_index_of_list,
     send_sync,
     truth_entries,
@@ -77,6 +83,37 @@ class ChildSigkillTests:
         assert "WorkerLostError" in worker.log()
         assert SyncRun.objects.filter(connection=connection).count() == 2
         wait_for(lambda: broker_messages(broker_url) == [], timeout=10, what="the broker to be empty")
+
+
+class BatchChildSigkillTests:
+    def test_a_batch_cut_off_mid_way_ends_exact_once_its_leases_expire(
+        self, beddit_sim, broker_url, start_worker, tmp_path
+    ):
+        from config.celery_app import app
+
+        from .fault_beat import celery_beat
+
+        _, connections = linked_beddit_org(beddit_sim, users=6, nights=5)
+        ids = [c.pk for c in connections]
+        beddit_sim.arm_barrier(5)  # a request in the middle of the batch holds
+        worker = start_worker("t5-batch")
+        with BrokerConnection(broker_url) as broker:
+            task_id = app.send_task("integrations.sync_connections", args=[ids], connection=broker).id
+        assert beddit_sim.wait_barrier(5, timeout=30)
+        [child] = worker.children()
+
+        os.kill(child, signal.SIGKILL)
+        beddit_sim.release_barrier()
+        # The copy requeued by the main process: every connection is its own dead attempt's.
+        wait_for(lambda: "0 synced, 0 failed, 6 skipped" in worker.log(), timeout=20, what="the requeued copy")
+        with celery_beat(broker_url=broker_url, folder=tmp_path, SYNC_SCHEDULER_SECONDS=1):
+            wait_for_status(connections, SyncRunStatus.SUCCEEDED, timeout=45)
+        assert_exact(beddit_sim, connections)
+        dead = SyncRun.objects.filter(task_id=task_id)
+        assert dead.count() == len(ids) and {r.status for r in dead} == {SyncRunStatus.FAILED}
+        for connection in connections:  # one success each, from the batch beat sent
+            assert SyncRun.objects.filter(connection=connection, status=SyncRunStatus.SUCCEEDED).count() == 1
+        assert "WorkerLostError" in worker.log()
 
 
 class MainSigkillTests:
