@@ -246,6 +246,32 @@ class TestSend:
         )
         assert provider._json("GET", "/gz") == {"a": 1}
 
+    def test_it_never_replays_a_cookie_an_upstream_set(self, client):
+        provider, mock = client
+        mock.get("/login").respond(200, json={}, headers={"Set-Cookie": "session=abc; Path=/"})
+        echo = mock.get("/next").respond(200, json={})
+        provider._json("GET", "/login")
+        provider._json("GET", "/next")
+        assert "cookie" not in echo.calls.last.request.headers
+        assert not provider.http.cookies
+        with pytest.raises(ValueError):
+            provider.http.cookies = {"session": "abc"}
+
+    def test_it_parses_json_as_the_standard_library_does(self, client):
+        import json
+
+        provider, mock = client
+        bodies = [b'{"a": [1, 2.5, "\\u00e9", null, true]}', b"[1e400]"]
+        for i, body in enumerate(bodies):
+            mock.get(f"/j{i}").respond(200, content=body)
+        # orjson reads the first; the stdlib takes over where orjson refuses (an overflow to
+        # infinity, which the stdlib reads as inf, as before).
+        assert [provider._json("GET", f"/j{i}") for i in range(len(bodies))] == [json.loads(b) for b in bodies]
+        # The one difference: an integer beyond 64 bits arrives as the nearest float (no
+        # upstream field holds one; any range check refuses it either way).
+        mock.get("/big").respond(200, content=b'{"n": 123456789012345678901234567890}')
+        assert provider._json("GET", "/big") == {"n": 1.2345678901234568e29}
+
     def test_it_keeps_retry_after_on_a_503(self, client):
         provider, mock = client
         mock.get("/down").respond(503, headers={"Retry-After": "30"})
