@@ -269,13 +269,13 @@ def connections_sync(*, connection_ids: list[int], task_id: str = "", max_countd
     started = time.monotonic()
     ids = list(dict.fromkeys(connection_ids))
     if task_id:
-        outcome.duplicate = sorted(
-            set(
-                SyncRun.objects.filter(connection_id__in=ids, task_id=task_id, status=SyncRunStatus.SUCCEEDED)
-                .values_list("connection_id", flat=True)
-            )
+        # A redelivered copy of this message: what it synced already is done.
+        synced = set(
+            SyncRun.objects.filter(connection_id__in=ids, task_id=task_id, status=SyncRunStatus.SUCCEEDED)
+            .values_list("connection_id", flat=True)
         )
-        ids = [pk for pk in ids if pk not in set(outcome.duplicate)]
+        outcome.duplicate = sorted(synced)
+        ids = [pk for pk in ids if pk not in synced]
     if not ids:
         return outcome
     attempts = _claim(ids, task_id)
